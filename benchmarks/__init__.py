@@ -1,0 +1,1 @@
+"""Latency and accuracy benchmarks and the MAE budget (numpy only; no torch, no tensorflow)."""

@@ -1,0 +1,32 @@
+"""Per-angle mean absolute error against labels, and drift between two models' angles."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ANGLES = ("yaw", "pitch", "roll")
+
+
+def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if p.shape != t.shape or p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"angles must both be (N, 3); got {p.shape} and {t.shape}")
+    if len(p) == 0:
+        raise ValueError("no faces to compare")
+    return p, t
+
+
+def mae(pred, target) -> dict[str, float]:
+    """MAE per angle in degrees and their mean, as the paper reports it."""
+    p, t = _pair(pred, target)
+    per = np.abs(p - t).mean(0)
+    out = {a: float(v) for a, v in zip(ANGLES, per)}
+    out["mean"] = float(per.mean())
+    return out
+
+
+def drift(pred, reference) -> dict[str, float]:
+    """How far one model's angles are from a reference model's: mean and max abs difference."""
+    p, r = _pair(pred, reference)
+    d = np.abs(p - r)
+    return {"mean": float(d.mean()), "max": float(d.max()), **{a: float(v) for a, v in zip(ANGLES, d.mean(0))}}

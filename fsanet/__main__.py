@@ -1,0 +1,3 @@
+from fsanet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Checkpoints: a state dict plus the configuration, loadable without executing code.
+
+Saved with `torch.save` as plain dicts, tensors and strings, loaded with
+`torch.load(weights_only=True)`, which refuses anything that would run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fsanet import model as M
+from fsanet.errors import DataError, WeightsError
+
+FORMAT = "fsanet-checkpoint"
+VERSION = 1
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call write(tmp_path) and move the result into place, so no half file is ever seen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def members_of(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return list(model.members) if isinstance(model, M.Fusion) else [model]
+
+
+def save(model: torch.nn.Module, path: str | Path, sources: list[dict] | None = None) -> Path:
+    """Write `model` (a single network or a `Fusion`) with its configuration."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "fusion" if isinstance(model, M.Fusion) else "model",
+        "configs": [m.config.to_dict() for m in members_of(model)],
+        "sources": sources or [],
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_payload(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise WeightsError(f"{path}: not a readable fsanet checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not an fsanet checkpoint (missing 'format': '{FORMAT}')")
+    if payload.get("version") != VERSION:
+        raise WeightsError(f"{path}: checkpoint version {payload.get('version')} is not {VERSION}")
+    return payload
+
+
+def load(path: str | Path) -> torch.nn.Module:
+    """The model stored in a checkpoint, in eval mode."""
+    payload = load_payload(path)
+    try:
+        members = [M.build(M.config_from_dict(c)) for c in payload["configs"]]
+        model = M.Fusion(members) if payload["kind"] == "fusion" else members[0]
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: checkpoint does not match its configuration ({e})") from e
+    return model.eval()

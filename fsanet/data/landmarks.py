@@ -1,0 +1,42 @@
+"""Folders of face photos with 68-point `.pts` landmarks (iBUG 300-W format); no pose labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.data.base import FaceSet, find_image, read_image, require_files
+from fsanet.errors import DataError
+from fsanet.preprocess import official_crop
+
+
+def read_pts(path: Path) -> np.ndarray:
+    """(N, 2) points; accepts the iBUG header (`version`, `n_points`, braces) or bare `x y` lines."""
+    points = []
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if not line or line[0].isalpha() or line in "{}":
+            continue
+        try:
+            x, y = (float(v) for v in line.split()[:2])
+        except ValueError:
+            raise DataError(f"{path}: cannot parse landmark line {line!r}; expected 'x y'") from None
+        points.append((x, y))
+    if len(points) < 2:
+        raise DataError(f"{path}: {len(points)} landmarks found, need at least 2")
+    return np.array(points)
+
+
+def pts_folder(root: str | Path) -> FaceSet:
+    root = Path(root)
+    pts = require_files(root, "*.pts", ".pts landmark files")
+    images = [find_image(p) for p in pts]
+
+    def load(i: int) -> np.ndarray:
+        try:
+            return official_crop(read_image(images[i]), read_pts(pts[i]))
+        except ValueError as e:
+            raise DataError(f"{images[i]}: {e}") from e
+
+    return FaceSet(str(root), [str(p.relative_to(root)) for p in images], load)

@@ -1,0 +1,32 @@
+"""The authors' preprocessed `.npz` files: `image` (N, 64, 64, 3) BGR uint8, `pose` (N, 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.data.base import FaceSet, protocol_filter
+from fsanet.errors import DataError
+
+
+def npz_file(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read as .npz ({e})") from e
+    for key in ("image", "pose"):
+        if key not in data.files:
+            raise DataError(f"{path}: field {key!r} is missing (has {data.files}); expected 'image' and 'pose'")
+    images, poses = data["image"], np.asarray(data["pose"], dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != (64, 64, 3):
+        raise DataError(f"{path}: field 'image' has shape {images.shape}, expected (N, 64, 64, 3)")
+    if poses.shape != (len(images), 3):
+        raise DataError(f"{path}: field 'pose' has shape {poses.shape}, expected ({len(images)}, 3)")
+    if len(images) == 0:
+        raise DataError(f"{path}: the file holds no faces")
+    keep, dropped = protocol_filter(poses) if protocol_filter_on else (np.ones(len(poses), bool), {})
+    idx = np.flatnonzero(keep)
+    images = np.asarray(images, dtype=np.uint8)
+    return FaceSet(str(path), [f"{path.stem}[{j}]" for j in idx], lambda i: images[idx[i]], poses[idx], dropped)
