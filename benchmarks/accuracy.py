@@ -20,7 +20,7 @@ def mae(pred, target) -> dict[str, float]:
     """MAE per angle in degrees and their mean, as the paper reports it."""
     p, t = _pair(pred, target)
     per = np.abs(p - t).mean(0)
-    out = {a: float(v) for a, v in zip(ANGLES, per)}
+    out = {a: float(v) for a, v in zip(ANGLES, per, strict=True)}
     out["mean"] = float(per.mean())
     return out
 
@@ -29,4 +29,5 @@ def drift(pred, reference) -> dict[str, float]:
     """How far one model's angles are from a reference model's: mean and max abs difference."""
     p, r = _pair(pred, reference)
     d = np.abs(p - r)
-    return {"mean": float(d.mean()), "max": float(d.max()), **{a: float(v) for a, v in zip(ANGLES, d.mean(0))}}
+    per = {a: float(v) for a, v in zip(ANGLES, d.mean(0), strict=True)}
+    return {"mean": float(d.mean()), "max": float(d.max()), **per}

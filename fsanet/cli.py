@@ -19,7 +19,7 @@ def _import_keras(args) -> int:
 
     model = import_keras(args.files, args.output)
     members = getattr(model, "members", [model])
-    for f, m in zip(args.files, members):
+    for f, m in zip(args.files, members, strict=True):
         print(f"{f}: {variant_name(m.config)}, {stored_values(m):,} values")
     kind = f"fusion of {len(members)}" if len(members) > 1 else "model"
     print(f"wrote {args.output} ({kind}, {stored_values(model):,} values)")

@@ -21,9 +21,7 @@ class BackendUnavailable(FsanetError):
     """An optional library is not installed."""
 
     def __init__(self, backend: str, extra: str):
-        super().__init__(
-            f"{backend} is not installed; install it with: pip install 'fsanet-edge[{extra}]'"
-        )
+        super().__init__(f"{backend} is not installed; install it with: pip install 'fsanet-edge[{extra}]'")
         self.backend = backend
         self.extra = extra
 

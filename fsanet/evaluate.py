@@ -31,7 +31,9 @@ def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str 
 
     faces = data if isinstance(data, FaceSet) else open_faces(data)
     if faces.poses is None:
-        raise DataError(f"{faces.source}: has no pose labels; eval needs a labelled set (AFLW2000, 300W-LP, BIWI, .npz)")
+        raise DataError(
+            f"{faces.source}: has no pose labels; eval needs a labelled set (AFLW2000, 300W-LP, BIWI, .npz)"
+        )
     if len(faces) == 0:
         raise DataError(f"{faces.describe()}: nothing left to evaluate")
     model = checkpoint.load(model_path)

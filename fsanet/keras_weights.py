@@ -72,8 +72,7 @@ class KerasFile:
         aggs = [a for g, a in _AGGREGATIONS.items() if g in self.groups]
         if "ssr_G_model" not in self.groups or len(aggs) != 1:
             raise WeightsError(
-                f"{self.path}: not an FSA-Net or SSR-Net-MD weights file "
-                f"(weight groups: {sorted(self.groups)})"
+                f"{self.path}: not an FSA-Net or SSR-Net-MD weights file (weight groups: {sorted(self.groups)})"
             )
         s_model = self.groups.get("ssr_S_model", {})
         if self.layers("ssr_S_model", "conv2d"):
@@ -122,8 +121,7 @@ def _need(kf: KerasFile, sub: str, kind: str, count: int) -> list[dict]:
     if len(found) != count:
         where = f"{sub}/" if sub else ""
         raise WeightsError(
-            f"{kf.path}: expected {count} {where}{kind}_N layers, found {len(found)} "
-            f"({[n for n, _ in found]})"
+            f"{kf.path}: expected {count} {where}{kind}_N layers, found {len(found)} ({[n for n, _ in found]})"
         )
     return [w for _, w in found]
 
@@ -192,6 +190,12 @@ def load_keras(path: str | Path) -> torch.nn.Module:
     kf = KerasFile(path)
     cfg = kf.detect()
     sd = _ssrnet_state(kf) if isinstance(cfg, M.SSRNetMDConfig) else _fsanet_state(kf, cfg)
+    bad = sorted({k.rsplit(".", 1)[0] for k, v in sd.items() if not torch.isfinite(v).all()})
+    if bad:
+        raise WeightsError(
+            f"{kf.path}: {len(bad)} layers hold NaN or infinite weights ({', '.join(bad[:4])}, ...); "
+            "the file cannot give angles: use another release of this variant"
+        )
     model = M.build(cfg)
     target = model.state_dict()
     for key, value in target.items():

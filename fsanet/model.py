@@ -301,9 +301,7 @@ class FSANet(nn.Module):
             raise ValueError(f"unknown scoring {cfg.scoring!r}: use 1x1, var or none")
         self.x_stream = Stream(nn.ReLU, nn.AvgPool2d)
         self.s_stream = Stream(nn.Tanh, nn.MaxPool2d)
-        self.fusion = nn.ModuleList(
-            [StageFusion(128), StageFusion(64), StageFusion(32, pool="after")]
-        )
+        self.fusion = nn.ModuleList([StageFusion(128), StageFusion(64), StageFusion(32, pool="after")])
         pixels = (cfg.image_size // 8) ** 2
         self.mapping = (
             None
@@ -325,7 +323,7 @@ class FSANet(nn.Module):
         """(B, 3, 64, 64) BGR 0..255 -> (B, 3) yaw, pitch, roll in degrees."""
         xs, ss = self.x_stream(x), self.s_stream(x)
         # stage 1 is the deepest map (layer4), stage 3 the shallowest (layer2)
-        feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1])]
+        feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)]
         if self.mapping is None:
             primcaps = torch.cat([nhwc_flat(f) for f in feats], 1)
         else:
@@ -350,8 +348,8 @@ class SSRNetMD(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs, ss = self.x_stream(x), self.s_stream(x)
-        feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1])]
-        stages = [head(nhwc_flat(f).flatten(1)) for head, f in zip(self.heads, feats)]
+        feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)]
+        stages = [head(nhwc_flat(f).flatten(1)) for head, f in zip(self.heads, feats, strict=True)]
         return ssr_decode(stages, self.config.lambda_d)
 
 

@@ -55,7 +55,7 @@ def draw_axes(image: np.ndarray, angles, centre, size: float = 50.0, thickness: 
 
     rot = euler_to_matrix(*angles)
     cx, cy = (int(round(c)) for c in centre)
-    for axis, colour in zip(range(3), ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+    for axis, colour in enumerate(((0, 0, 255), (0, 255, 0), (255, 0, 0))):
         dx, dy = size * rot[0, axis], size * rot[1, axis]
         end = (int(round(cx + dx)), int(round(cy + dy)))
         cv2.line(image, (cx, cy), end, colour, thickness, cv2.LINE_AA)

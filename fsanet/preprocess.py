@@ -16,7 +16,7 @@ MARGIN = 0.6
 
 
 def landmark_box(landmarks) -> tuple[float, float, float, float]:
-    """(x0, y0, x1, y1) of 2-D landmarks given as (2, N) or (N, 2).
+    """(x0, y0, x1, y1) of 2-D landmarks given as (2, N) (AFLW `pt2d`) or (N, 2) (`.pts`).
 
     Like the authors' script, points with a non-positive coordinate (AFLW2000 marks missing
     landmarks so) are dropped: along the axis that keeps fewer points.
@@ -24,7 +24,7 @@ def landmark_box(landmarks) -> tuple[float, float, float, float]:
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.ndim != 2 or 2 not in pts.shape:
         raise ValueError(f"landmarks must be (2, N) or (N, 2), got shape {pts.shape}")
-    xs, ys = (pts if pts.shape[0] == 2 and pts.shape[1] != 2 else pts.T)[:2]
+    xs, ys = (pts if pts.shape[0] == 2 else pts.T)[:2]
     keep = xs > 0 if (xs > 0).sum() <= (ys > 0).sum() else ys > 0
     if not keep.any():
         raise ValueError("no landmark has positive coordinates")

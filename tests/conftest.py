@@ -1,0 +1,60 @@
+"""The one way tests reach `../shared/data`: the `shared_data` fixture.
+
+Set FSANET_SHARED_DATA to point elsewhere. Without the data a test skips, except under CI
+(`CI` set), where it fails: a CI run that silently skipped the real-data tests proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+OFFICIAL = "official/pre-trained"
+FUSION_H5 = [
+    f"{OFFICIAL}/300W_LP_models/{n}/{n}.h5"
+    for n in ("fsanet_capsule_3_16_2_21_5", "fsanet_var_capsule_3_16_2_21_5", "fsanet_noS_capsule_3_16_2_192_5")
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = Path(os.environ.get("FSANET_SHARED_DATA", DEFAULT))
+    if not (path / "README.md").is_file():
+        message = f"shared data not found at {path} (set FSANET_SHARED_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def official(shared_data) -> Path:
+    """The authors' released weights and graphs."""
+    return shared_data / OFFICIAL
+
+
+@pytest.fixture(scope="session")
+def fusion_h5(shared_data) -> list[Path]:
+    """The three 300W-LP capsule models of FSA-Caps-Fusion: 1x1, var, w/o."""
+    return [shared_data / f for f in FUSION_H5]
+
+
+@pytest.fixture(scope="session")
+def real_faces(shared_data) -> np.ndarray:
+    """The 1,207 real faces of shared/data/real-faces, official crop, (N, 64, 64, 3) BGR uint8."""
+    from fsanet.data import open_faces
+
+    return open_faces(shared_data / "real-faces").images()
+
+
+@pytest.fixture(scope="session")
+def fusion_checkpoint(fusion_h5, tmp_path_factory) -> Path:
+    from fsanet.importer import import_keras
+
+    out = tmp_path_factory.mktemp("ckpt") / "fusion.pt"
+    import_keras(fusion_h5, out)
+    return out

@@ -1,0 +1,27 @@
+"""What a runtime-only board relies on: the downstream stages import without torch or TF."""
+
+import subprocess
+import sys
+
+import pytest
+
+LIGHT = [
+    "fsanet.benchmarks",
+    "fsanet.benchmarks.accuracy",
+    "fsanet.preprocess",
+    "fsanet.pose",
+    "fsanet.data",
+    "fsanet.cli",
+]
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_imports_without_torch_or_tensorflow(module):
+    code = f"import sys, {module}; heavy = {{'torch', 'tensorflow'}} & set(sys.modules); assert not heavy, heavy"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "fsanet", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("import-keras", "eval", "variants"):
+        assert command in out
