@@ -40,7 +40,7 @@ class FaceSet:
         if progress:
             from tqdm import tqdm
 
-            idx = tqdm(idx, desc=f"loading {Path(self.source).name}", unit="face", leave=False)
+            idx = tqdm(idx, desc=f"loading {Path(self.source).name}", unit="face", leave=False, disable=None)
         return np.stack([self.load(i) for i in idx]) if len(self) else np.zeros((0, 64, 64, 3), np.uint8)
 
     def describe(self) -> str:
