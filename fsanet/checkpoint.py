@@ -6,44 +6,16 @@ Saved with `torch.save` as plain dicts, tensors and strings, loaded with
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from fsanet import model as M
 from fsanet.errors import DataError, WeightsError
+from fsanet.files import atomic_write
 
 FORMAT = "fsanet-checkpoint"
 VERSION = 1
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call write(tmp_path) and move the result into place, so no half file is ever seen."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def members_of(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from fsanet import __version__
-from fsanet.errors import FsanetError
+from fsanet.errors import DataError, FsanetError
 
 
 def _import_keras(args) -> int:
@@ -33,6 +34,76 @@ def _eval(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from fsanet.export.onnx import export_onnx
+
+    targets = [t.strip() for t in args.to.split(",") if t.strip()]
+    supported = {"onnx"}
+    unknown = [t for t in targets if t not in supported]
+    if unknown:
+        raise DataError(f"--to {','.join(unknown)}: not a target this version builds; available: {sorted(supported)}")
+    verify, name = None, ""
+    if args.verify:
+        from fsanet.data import open_faces
+
+        faces = open_faces(args.verify)
+        verify, name = faces.images(progress=True), faces.describe()
+    out = Path(args.output) / f"{Path(args.model).stem}.onnx"
+    export_onnx(args.model, out, verify, name)
+    from fsanet.manifest import read_sidecar
+
+    v = read_sidecar(out)["verification"]
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); ONNX Runtime vs PyTorch on {v['faces']}: "
+        f"max {v['max_abs_diff_deg']:.2e} degrees"
+    )
+    return 0
+
+
+def _predict(args) -> int:
+    import json
+
+    from fsanet import runtimes
+    from fsanet.predict import predict_paths
+
+    with runtimes.open(args.model, threads=args.threads) as rt:
+        rows = predict_paths(rt, args.images)
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            y, p, r = row["angles"]
+            print(f"{row['image']}  face {row['face']} ({row['crop']}): yaw {y:7.2f}  pitch {p:7.2f}  roll {r:7.2f}")
+    return 0
+
+
+def _bench(args) -> int:
+    from fsanet.benchmarks.bench import BenchConfig, run_bench
+    from fsanet.benchmarks.budget import check, load_budget
+    from fsanet.benchmarks.report import markdown_table, verdict_lines, write_reports
+    from fsanet.data import open_faces
+
+    budget = load_budget(args.budget) if args.budget else None
+    data = open_faces(args.data) if args.data else None
+    faces = open_faces(args.faces) if args.faces else None
+    cfg = BenchConfig(
+        batches=tuple(int(b) for b in args.batch.split(",")),
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        provider=args.provider,
+        memory=not args.no_memory,
+        peak_gflops=args.peak_gflops,
+    )
+    result = run_bench(args.models, data, faces, args.reference, cfg)
+    violations = check(budget, result["artifacts"], args.budget) if budget else []
+    paths = write_reports(result, violations, args.output)
+    print(markdown_table(result))
+    print("\n".join(verdict_lines(violations)))
+    print(f"reports: {paths['markdown']}, {paths['json']}, {', '.join(str(p) for p in paths['plots'])}")
+    return 1 if violations else 0
+
+
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -52,11 +123,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
     s.set_defaults(run=_import_keras)
 
-    s = sub.add_parser("eval", help="MAE of a model on a labelled set")
+    s = sub.add_parser("export", help="checkpoint -> deployable files with manifests")
     s.add_argument("model", help="checkpoint (.pt)")
+    s.add_argument("--to", default="onnx", help="comma-separated targets: onnx")
+    s.add_argument("--verify", help="faces to verify the export on (default: random crops)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.set_defaults(run=_export)
+
+    s = sub.add_parser("eval", help="MAE of a model on a labelled set")
+    s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")
     s.add_argument("--data", required=True, help="AFLW2000/300W-LP folder, BIWI folder or .npz")
     s.add_argument("--json", help="also write the result as JSON here")
     s.set_defaults(run=_eval)
+
+    s = sub.add_parser("predict", help="angles of the faces in images")
+    s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")
+    s.add_argument("images", nargs="+", help="images or folders (faces from .pts landmarks, 64x64 crops or a detector)")
+    s.add_argument("--threads", type=int)
+    s.add_argument("--json", action="store_true", help="one JSON object per face")
+    s.set_defaults(run=_predict)
+
+    s = sub.add_parser("bench", help="latency, accuracy and drift of artifacts side by side, with a budget")
+    s.add_argument("models", nargs="+", help="artifacts; foreign ONNX as FILE@nhwc|nchw,bgr|rgb,raw|mean=M,std=S")
+    s.add_argument("--data", help="labelled set for MAE (AFLW2000 folder, .npz, ...)")
+    s.add_argument("--faces", help="unlabelled real faces for drift and timing (folder with .pts)")
+    s.add_argument("--reference", help="artifact that drift is measured against (added to the run)")
+    s.add_argument("--budget", help="TOML budget; a violated limit exits 1")
+    s.add_argument("--batch", default="1,32", help="batch sizes, first one for the headline numbers")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--runs", type=int, default=300)
+    s.add_argument("--warmup", type=int, default=30)
+    s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
+    s.add_argument("--peak-gflops", type=float, help="this CPU's peak FP32 GFLOP/s, to report the fraction reached")
+    s.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    s.add_argument("-o", "--output", required=True, help="report folder")
+    s.set_defaults(run=_bench)
 
     s = sub.add_parser("variants", help="list the named configurations")
     s.set_defaults(run=_variants)

@@ -27,7 +27,9 @@ def predict_torch(model, crops: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str | Path | None = None) -> dict:
-    from fsanet import checkpoint
+    """MAE of any artifact (`.pt`, `.onnx`, ...; `path@format` for foreign files) on a labelled set."""
+    from fsanet import runtimes
+    from fsanet.runtimes.estimator import PoseEstimator
 
     faces = data if isinstance(data, FaceSet) else open_faces(data)
     if faces.poses is None:
@@ -36,8 +38,8 @@ def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str 
         )
     if len(faces) == 0:
         raise DataError(f"{faces.describe()}: nothing left to evaluate")
-    model = checkpoint.load(model_path)
-    pred = predict_torch(model, faces.images(progress=True))
+    with PoseEstimator(runtimes.open(model_path)) as estimator:
+        pred = estimator.predict(faces.images(progress=True))
     result = {
         "model": str(model_path),
         "data": faces.source,
@@ -46,9 +48,9 @@ def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str 
         "mae": mae(pred, faces.poses),
     }
     if json_path:
-        from fsanet.checkpoint import atomic_write
+        from fsanet.files import write_text
 
-        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+        write_text(json_path, json.dumps(result, indent=2) + "\n")
     return result
 
 

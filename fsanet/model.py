@@ -88,12 +88,17 @@ class StageFusion(nn.Module):
 
 def nhwc_flat(f: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, H*W, C): the pixel order of a Keras Reshape on NHWC maps."""
-    b, c, h, w = f.shape
-    return f.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return f.flatten(2).transpose(1, 2)
+
+
+def stage_pixels(feats: list[torch.Tensor]) -> torch.Tensor:
+    """Three (B, C, H, W) stage maps -> (B, 3*H*W, C) pixels, stage-major as the Keras
+    Concatenate of reshaped maps; stacking along H first makes it one transpose."""
+    return nhwc_flat(torch.cat(feats, 2))
 
 
 class Scoring(nn.Module):
-    """Scoring function Phi: one score per pixel of an 8x8x64 stage map (B, 64 pixels).
+    """Scoring function Phi: one score per pixel, for the pixels of all stages at once.
 
     "1x1": sigmoid of a learned 1x1 convolution; "var": variance across channels.
     """
@@ -103,10 +108,12 @@ class Scoring(nn.Module):
         self.kind = kind
         self.conv = nn.Conv2d(channels, 1, 1) if kind == "1x1" else None
 
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) pixels -> (B, N) scores."""
         if self.conv is not None:
-            return torch.sigmoid(self.conv(f)).flatten(1)
-        return f.var(dim=1, unbiased=False).flatten(1)
+            w = self.conv.weight.view(1, -1)
+            return torch.sigmoid(torch.matmul(pixels, w.t()) + self.conv.bias).squeeze(-1)
+        return pixels.var(dim=-1, unbiased=False)
 
 
 class FineGrainedStructureMapping(nn.Module):
@@ -124,17 +131,15 @@ class FineGrainedStructureMapping(nn.Module):
         self.dense_m = nn.Linear(pixels, m_dim * 3 * pixels)
         self.dense_c = nn.Linear(3 * pixels, self.rows * m_dim)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        n = feats[0].shape[0]
-        scores = [self.score(f) for f in feats]
-        c = torch.sigmoid(self.dense_c(torch.cat(scores, 1))).view(n, self.rows, self.m_dim)
-        pixels = torch.cat([nhwc_flat(f) for f in feats], 1)
-        caps = []
-        for score in scores:
-            m = torch.sigmoid(self.dense_m(score)).view(n, self.m_dim, -1)
-            s = torch.matmul(c, m)
-            caps.append(torch.matmul(s, pixels) / s.sum(-1, keepdim=True))
-        return torch.cat(caps, 1)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3*P, C) pixels of the three stages -> (B, num_primcaps, C) primary capsules."""
+        n = pixels.shape[0]
+        scores = self.score(pixels).view(n, 3, -1)  # (B, stage, P)
+        c = torch.sigmoid(self.dense_c(scores.flatten(1))).view(n, 1, self.rows, self.m_dim)
+        m = torch.sigmoid(self.dense_m(scores)).view(n, 3, self.m_dim, -1)  # M_k of each stage
+        s = torch.matmul(c, m)  # (B, stage, rows, 3P)
+        caps = torch.matmul(s, pixels.unsqueeze(1)) / s.sum(-1, keepdim=True)
+        return caps.flatten(1, 2)
 
 
 def squash(v: torch.Tensor) -> torch.Tensor:
@@ -215,11 +220,23 @@ class SliceStageHead(nn.Module):
         self.delta = nn.Linear(4, num_angles)
         self.eta = nn.Linear(4, num_angles)
         self.bins = nn.Linear(8, bins * num_angles)
-        self.shape = (num_angles, bins)
 
-    def forward(self, f: torch.Tensor):
-        p = torch.relu(self.bins(f[:, 8:16])).view(-1, *self.shape)
-        return p, torch.tanh(self.delta(f[:, 0:4])), torch.tanh(self.eta(f[:, 4:8]))
+    def block(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three dense layers as one (16, 2A + A*bins) block-diagonal map: constants at
+        inference, so an exported graph does one matmul per stage instead of three."""
+        w = torch.block_diag(self.delta.weight.t(), self.eta.weight.t(), self.bins.weight.t())
+        return w, torch.cat([self.delta.bias, self.eta.bias, self.bins.bias])
+
+
+def slice_heads(heads, feats: torch.Tensor):
+    """(B, S, 16) stage features -> bin scores (B, S, A, bins), delta, eta (B, S, A)."""
+    blocks = [h.block() for h in heads]
+    w, b = torch.stack([w for w, _ in blocks]), torch.stack([b for _, b in blocks])
+    out = torch.matmul(feats.transpose(0, 1), w).transpose(0, 1) + b  # (B, S, 2A + A*bins)
+    a = heads[0].delta.out_features
+    delta, eta, p = out.split([a, a, out.shape[-1] - 2 * a], -1)
+    p = torch.relu(p).unflatten(-1, (a, -1))
+    return p, torch.tanh(delta), torch.tanh(eta)
 
 
 class DenseStageHead(nn.Module):
@@ -241,19 +258,21 @@ class DenseStageHead(nn.Module):
         return p, delta, eta
 
 
-def ssr_decode(stages, lambda_d: float) -> torch.Tensor:
+def ssr_decode(p: torch.Tensor, delta: torch.Tensor, eta: torch.Tensor, lambda_d: float) -> torch.Tensor:
     """Soft stagewise regression as the released models decode it.
 
+    p: bin scores (..., S, A, bins); delta, eta: (..., S, A) for S stages and A angles.
     Stage k has bins centred at -1, 0, +1 (for 3 bins) shifted by eta_k, and its width is
-    divided by s_k (1 + lambda_d delta_k) times the widths of all coarser stages.
+    divided by bins (1 + lambda_d delta_k) times the widths of all coarser stages.
     """
-    out, width = 0.0, 1.0
-    for p, delta, eta in stages:
-        bins = p.shape[-1]
-        centres = torch.arange(bins, dtype=p.dtype, device=p.device) - bins // 2
-        width = width * (bins * (1 + lambda_d * delta))
-        out = out + ((centres + eta.unsqueeze(-1)) * p).sum(-1) / width
-    return out * ANGLE_RANGE
+    bins = p.shape[-1]
+    centres = torch.arange(bins, dtype=p.dtype, device=p.device) - bins // 2
+    value = (p * centres).sum(-1) + eta * p.sum(-1)  # sum_i (c_i + eta) p_i
+    scale = bins * (1 + lambda_d * delta)
+    widths = [scale[..., 0, :]]
+    for k in range(1, scale.shape[-2]):
+        widths.append(widths[-1] * scale[..., k, :])
+    return (value / torch.stack(widths, -2)).sum(-2) * ANGLE_RANGE
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,13 +343,22 @@ class FSANet(nn.Module):
         xs, ss = self.x_stream(x), self.s_stream(x)
         # stage 1 is the deepest map (layer4), stage 3 the shallowest (layer2)
         feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)]
-        if self.mapping is None:
-            primcaps = torch.cat([nhwc_flat(f) for f in feats], 1)
-        else:
-            primcaps = self.mapping(feats)
-        agg = self.aggregation(primcaps)  # (B, 3 stages, 16)
-        stages = [head(agg[:, k]) for k, head in enumerate(self.heads)]
-        return ssr_decode(stages, self.config.lambda_d)
+        return self.head(*feats)
+
+    def head(self, *feats: torch.Tensor) -> torch.Tensor:
+        """The three 8x8x64 stage maps -> angles: structure mapping, aggregation, regression."""
+        return ssr_decode(*slice_heads(self.heads, self.aggregate(*feats)), self.config.lambda_d)
+
+    def aggregate(self, *feats: torch.Tensor) -> torch.Tensor:
+        """The three stage maps -> (B, 3 stages, 16) aggregated stage features."""
+        pixels = stage_pixels(list(feats))  # (B, 3*64, 64)
+        primcaps = pixels if self.mapping is None else self.mapping(pixels)
+        return self.aggregation(primcaps)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> (B, 3 stages, 16): everything before the regression head."""
+        xs, ss = self.x_stream(x), self.s_stream(x)
+        return self.aggregate(*(fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)))
 
 
 class SSRNetMD(nn.Module):
@@ -350,7 +378,8 @@ class SSRNetMD(nn.Module):
         xs, ss = self.x_stream(x), self.s_stream(x)
         feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)]
         stages = [head(nhwc_flat(f).flatten(1)) for head, f in zip(self.heads, feats, strict=True)]
-        return ssr_decode(stages, self.config.lambda_d)
+        p, delta, eta = (torch.stack(t, 1) for t in zip(*stages, strict=True))
+        return ssr_decode(p, delta, eta, self.config.lambda_d)
 
 
 class Fusion(nn.Module):
@@ -363,7 +392,20 @@ class Fusion(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members]).mean(0)
+        members = list(self.members)
+        if not self._shared_head():
+            return torch.stack([m(x) for m in members]).mean(0)
+        # FSA-Net members: their regression heads run as one batched computation (fewer,
+        # larger operators in an exported graph); the arithmetic is each member's own
+        feats = torch.cat([m.features(x) for m in members], 1)  # (B, members*3, 16)
+        p, delta, eta = slice_heads([h for m in members for h in m.heads], feats)
+        split = (len(members), -1)
+        p, delta, eta = p.unflatten(1, split), delta.unflatten(1, split), eta.unflatten(1, split)
+        return ssr_decode(p, delta, eta, members[0].config.lambda_d).mean(1)
+
+    def _shared_head(self) -> bool:
+        cfgs = [getattr(m, "config", None) for m in self.members]
+        return all(isinstance(c, FSANetConfig) for c in cfgs) and len({(c.bins, c.lambda_d) for c in cfgs}) == 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,3 +58,22 @@ def fusion_checkpoint(fusion_h5, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "fusion.pt"
     import_keras(fusion_h5, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def fusion_onnx(fusion_checkpoint, real_faces, tmp_path_factory) -> Path:
+    """The authors' 300W-LP fusion as one ONNX graph, verified on the 1,207 real faces."""
+    from fsanet.export.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "fusion.onnx"
+    return export_onnx(fusion_checkpoint, out, real_faces, "real-faces")
+
+
+@pytest.fixture(scope="session")
+def reference_models(shared_data) -> dict[str, str]:
+    """Third-party ONNX ports with their input formats, as `fsanet` takes them on the command line."""
+    r = shared_data / "reference-models"
+    return {
+        "foxtracker": f"{r / 'foxtracker_fsanet_capsule_official_weights.onnx'}@nhwc,bgr,raw",
+        "omasaht-1x1": f"{r / 'fsanet-1x1-iter-688590.onnx'}@nchw,bgr,mean=127.5,std=128",
+    }

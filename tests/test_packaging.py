@@ -6,8 +6,17 @@ import sys
 import pytest
 
 LIGHT = [
-    "fsanet.benchmarks",
     "fsanet.benchmarks.accuracy",
+    "fsanet.benchmarks.bench",
+    "fsanet.benchmarks.budget",
+    "fsanet.benchmarks.flops",
+    "fsanet.benchmarks.latency",
+    "fsanet.benchmarks.memory",
+    "fsanet.benchmarks.report",
+    "fsanet.runtimes",
+    "fsanet.runtimes.estimator",
+    "fsanet.runtimes.onnxruntime",
+    "fsanet.manifest",
     "fsanet.preprocess",
     "fsanet.pose",
     "fsanet.data",
@@ -23,5 +32,5 @@ def test_imports_without_torch_or_tensorflow(module):
 
 def test_cli_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "fsanet", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("import-keras", "eval", "variants"):
+    for command in ("import-keras", "export", "eval", "predict", "bench", "variants"):
         assert command in out

@@ -19,7 +19,8 @@ class FaceSet:
     """A list of faces: `load(i)` gives the i-th 64x64 BGR uint8 crop; `poses` the labels.
 
     `poses` is None for unlabelled sets (landmark folders). `dropped` counts faces left out by
-    the protocol filter, by reason, so that a smaller set is never silent.
+    the protocol filter, by reason, so that a smaller set is never silent. `raw(i)`, where the
+    source has them, gives the full photo and its landmarks (for end-to-end timing).
     """
 
     source: str
@@ -27,6 +28,7 @@ class FaceSet:
     loader: Callable[[int], np.ndarray]
     poses: np.ndarray | None = None
     dropped: dict[str, int] = field(default_factory=dict)
+    raw: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None  # (full image, landmarks)
 
     def __len__(self) -> int:
         return len(self.names)

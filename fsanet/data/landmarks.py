@@ -39,4 +39,7 @@ def pts_folder(root: str | Path) -> FaceSet:
         except ValueError as e:
             raise DataError(f"{images[i]}: {e}") from e
 
-    return FaceSet(str(root), [str(p.relative_to(root)) for p in images], load)
+    def raw(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_image(images[i]), read_pts(pts[i])
+
+    return FaceSet(str(root), [str(p.relative_to(root)) for p in images], load, raw=raw)

@@ -47,4 +47,7 @@ def mat_folder(root: str | Path, protocol_filter_on: bool = True) -> FaceSet:
         except ValueError as e:
             raise DataError(f"{images[j]}: {e}") from e
 
-    return FaceSet(str(root), [images[j].name for j in idx], load, poses[idx], dropped)
+    def raw(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_image(images[idx[i]]), labels[idx[i]][1]
+
+    return FaceSet(str(root), [images[j].name for j in idx], load, poses[idx], dropped, raw)

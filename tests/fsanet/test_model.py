@@ -31,14 +31,15 @@ def test_trace_is_a_flat_graph(name):
 
 def test_ssr_decode_by_hand():
     # one stage, all mass on the +1 bin, no shift or width change: +1/3 of the range
-    one_hot = torch.tensor([[[0.0, 0.0, 1.0]] * 3])
-    zero = torch.zeros(1, 3)
-    out = M.ssr_decode([(one_hot, zero, zero)], lambda_d=1.0)
-    assert out == pytest.approx(torch.full((1, 3), 33.0))
+    one_hot = torch.tensor([[[[0.0, 0.0, 1.0]] * 3]])  # (B=1, S=1, A=3, bins=3)
+    zero = torch.zeros(1, 1, 3)
+    assert M.ssr_decode(one_hot, zero, zero, 1.0) == pytest.approx(torch.full((1, 3), 33.0))
     # a second stage on the -1 bin with eta=0.5 and delta=1 at stage 2:
     # -0.5 / (3 * 3 * (1 + 1)) * 99 = -2.75, added to the first stage's 33
-    out = M.ssr_decode([(one_hot, zero, zero), (one_hot.flip(-1), torch.ones(1, 3), torch.full((1, 3), 0.5))], 1.0)
-    assert out == pytest.approx(torch.full((1, 3), 33.0 - 2.75))
+    p = torch.cat([one_hot, one_hot.flip(-1)], 1)
+    delta = torch.cat([zero, torch.ones(1, 1, 3)], 1)
+    eta = torch.cat([zero, torch.full((1, 1, 3), 0.5)], 1)
+    assert M.ssr_decode(p, delta, eta, 1.0) == pytest.approx(torch.full((1, 3), 33.0 - 2.75))
 
 
 def test_fusion_is_the_mean_of_its_members():

@@ -1,0 +1,182 @@
+"""`fsanet bench`: several artifacts side by side, in one run, on the same inputs.
+
+Latency is measured in interleaved rounds (artifact A, B, C, A, B, C, ...) so that a noisy
+machine slows all of them alike and the ratios between them stay meaningful.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from fsanet.benchmarks.accuracy import drift, mae
+from fsanet.benchmarks.latency import summarise, time_calls
+
+from fsanet.errors import DataError
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batches: tuple[int, ...] = (1, 32)
+    threads: int = 1
+    runs: int = 300
+    warmup: int = 30
+    rounds: int = 5
+    provider: str = "cpu"
+    end_to_end: bool = True
+    memory: bool = True
+    peak_gflops: float | None = None
+
+
+def _names(models: list[str]) -> list[str]:
+    names = []
+    for m in models:
+        base = Path(m.partition("@")[0]).name
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}#{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _open(model: str, cfg: BenchConfig):
+    from fsanet import runtimes
+
+    options = {"provider": cfg.provider} if model.partition("@")[0].endswith(".onnx") else {}
+    return runtimes.open(model, threads=cfg.threads, **options)
+
+
+def _predict_all(rt, crops: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([rt.predict(crops[i : i + batch]) for i in range(0, len(crops), batch)])
+
+
+def _batch_of(crops: np.ndarray, n: int) -> np.ndarray:
+    reps = -(-n // len(crops))
+    return np.concatenate([crops] * reps)[:n]
+
+
+def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress) -> dict:
+    """Compute-only latency per artifact and batch size, interleaved across artifacts."""
+    times = {name: {b: [] for b in cfg.batches} for name in rts}
+    per_round = max(cfg.runs // cfg.rounds, 1)
+    for _ in range(cfg.rounds):
+        for name, rt in rts.items():
+            for b in cfg.batches:
+                x = rt.input_format.prepare(_batch_of(crops, b))
+                times[name][b].append(time_calls(lambda rt=rt, x=x: rt.infer(x), per_round, cfg.warmup))
+            progress.update(1)
+    return {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in times.items()}
+
+
+def _end_to_end(rts: dict, faces, cfg: BenchConfig, progress) -> dict:
+    """Photo + landmarks -> angles for one face: official crop, input format, inference."""
+    from fsanet.preprocess import official_crop
+
+    raws = [faces.raw(i) for i in range(min(len(faces), 32))]
+    out = {}
+    for name, rt in rts.items():
+        order = itertools.cycle(raws)
+
+        def one(rt=rt, order=order):
+            image, landmarks = next(order)
+            rt.predict(official_crop(image, landmarks)[None])
+
+        out[name] = time_calls(one, max(cfg.runs // 2, 1), cfg.warmup)
+        progress.update(1)
+    return out
+
+
+def run_bench(
+    models: list[str], data=None, faces=None, reference: str | None = None, cfg: BenchConfig = BenchConfig()
+) -> dict:
+    """Benchmark `models` (paths, optionally `path@format`) and return the results dict.
+
+    data: a labelled FaceSet (MAE); faces: an unlabelled FaceSet of real faces (drift against
+    `reference`, which is added to the run if it is not one of `models`; latency inputs).
+    """
+    from fsanet.benchmarks.memory import measure
+    from tqdm import tqdm
+
+    if not models:
+        raise DataError("bench: give at least one model")
+    if reference and reference not in models:
+        models = [reference, *models]
+    names = _names(models)
+    timing_set = faces if faces is not None else data
+    if timing_set is None or len(timing_set) == 0:
+        raise DataError("bench: needs faces to run on (--faces DIR or --data DIR)")
+    crops = timing_set.images()
+    steps = len(models) * (cfg.rounds + 3 + cfg.end_to_end + cfg.memory)
+    results: dict[str, dict] = {}
+    with tqdm(total=steps, desc="bench", unit="step", disable=None) as progress:
+        rts = {}
+        for name, model in zip(names, models, strict=True):
+            rt = rts[name] = _open(model, cfg)
+            path = Path(model.partition("@")[0])
+            results[name] = {
+                "path": str(path),
+                "backend": rt.backend,
+                "precision": rt.precision,
+                "input_format": rt.input_format.describe(),
+                "size_mb": path.stat().st_size / 1e6,
+                "flops_per_face": rt.flops(),
+                "is_reference": model == reference,
+            }
+            progress.update(1)
+        lat = _latency(rts, crops, cfg, progress)
+        e2e = _end_to_end(rts, timing_set, cfg, progress) if cfg.end_to_end and timing_set.raw else {}
+        data_crops = data.images() if data is not None else None
+        ref_name = names[models.index(reference)] if reference else None
+        predictions = {}
+        for name, rt in rts.items():
+            r = results[name]
+            r["latency"] = {"compute": {str(b): summarise(t, b) for b, t in lat[name].items()}}
+            r["latency_samples_ms"] = lat[name][cfg.batches[0]].tolist()
+            if name in e2e:
+                r["latency"]["end_to_end"] = {"1": summarise(e2e[name], 1)}
+            if r["flops_per_face"]:
+                p50 = r["latency"]["compute"][str(cfg.batches[0])]["p50_ms"] / cfg.batches[0]
+                r["gflops_per_s"] = r["flops_per_face"] / (p50 / 1e3) / 1e9
+                if cfg.peak_gflops:
+                    r["fraction_of_peak"] = r["gflops_per_s"] / cfg.peak_gflops
+            if data_crops is not None and data.poses is not None:
+                r["mae"] = mae(_predict_all(rt, data_crops), data.poses)
+            if faces is not None and ref_name:
+                predictions[name] = _predict_all(rt, crops)
+            progress.update(1)
+        for name in rts:
+            if ref_name:
+                results[name]["drift"] = drift(predictions[name], predictions[ref_name]) if predictions else None
+                if "mae" in results[name] and "mae" in results[ref_name]:
+                    results[name]["mae_increase"] = results[name]["mae"]["mean"] - results[ref_name]["mae"]["mean"]
+            progress.update(1)
+        for rt in rts.values():
+            rt.close()
+        if cfg.memory:
+            for name, model in zip(names, models, strict=True):
+                results[name]["memory"] = measure(model, cfg.batches[0], cfg.threads)
+                progress.update(1)
+    _ratios(results, names[0], cfg.batches)
+    return {
+        "config": asdict(cfg),
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "system": platform.platform(),
+        },
+        "data": getattr(data, "source", None),
+        "faces": getattr(faces, "source", None),
+        "reference": ref_name,
+        "baseline": names[0],
+        "artifacts": results,
+    }
+
+
+def _ratios(results: dict, baseline: str, batches) -> None:
+    """p50 of each artifact over the baseline's (the first model, or the reference), per batch."""
+    base = results[baseline]["latency"]["compute"]
+    for r in results.values():
+        r["p50_ratio"] = {str(b): r["latency"]["compute"][str(b)]["p50_ms"] / base[str(b)]["p50_ms"] for b in batches}

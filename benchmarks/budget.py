@@ -1,0 +1,88 @@
+"""The MAE budget: limits in a TOML file, checked against a benchmark's results.
+
+```toml
+[all]                       # limits for every artifact of the run
+max_drift = 0.25            # mean |angle - reference angle|, degrees, on unlabelled faces
+["fusion-int8.onnx"]        # limits for one artifact, by its name in the run
+max_mae_increase = 0.2      # MAE above the reference artifact's MAE, degrees
+```
+Unknown keys, and sections naming an artifact that is not in the run, are errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsanet.errors import DataError
+
+# key -> (where in an artifact's results, what it means)
+LIMITS = {
+    "max_mae": ("mae.mean", "mean MAE against labels, degrees"),
+    "max_mae_increase": ("mae_increase", "mean MAE minus the reference's, degrees"),
+    "max_drift": ("drift.mean", "mean |angle - reference angle| on unlabelled faces, degrees"),
+    "max_drift_max": ("drift.max", "max |angle - reference angle| on unlabelled faces, degrees"),
+    "max_p50_ms": ("latency.compute.1.p50_ms", "batch-1 compute p50, ms"),
+    "max_p99_ms": ("latency.compute.1.p99_ms", "batch-1 compute p99, ms"),
+    "max_size_mb": ("size_mb", "file size, MB"),
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    artifact: str
+    metric: str
+    limit: float
+    measured: float | None
+
+    def __str__(self) -> str:
+        got = "not measured" if self.measured is None else f"{self.measured:.4g}"
+        return f"{self.artifact}: {self.metric} = {got}, limit {self.limit:g}"
+
+
+def load_budget(path: str | Path) -> dict[str, dict[str, float]]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such budget file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(f"{path}: not valid TOML ({e})") from e
+    budget = {}
+    for section, limits in data.items():
+        if not isinstance(limits, dict):
+            raise DataError(f"{path}: '{section}' must be a table like [all] or [\"model.onnx\"]")
+        for key, value in limits.items():
+            if key not in LIMITS:
+                raise DataError(f"{path}: [{section}] unknown key '{key}'; known: {', '.join(LIMITS)}")
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise DataError(f"{path}: [{section}] {key} must be a number, got {value!r}")
+        budget[section] = {k: float(v) for k, v in limits.items()}
+    return budget
+
+
+def _lookup(results: dict, dotted: str):
+    node = results
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check(budget: dict[str, dict[str, float]], artifacts: dict[str, dict], source: str = "budget") -> list[Violation]:
+    """Every limit that an artifact's results break (or that the run did not measure)."""
+    unknown = set(budget) - {"all"} - set(artifacts)
+    if unknown:
+        raise DataError(f"{source}: sections {sorted(unknown)} name no artifact of this run ({sorted(artifacts)})")
+    violations = []
+    for name, results in artifacts.items():
+        limits = budget.get("all", {}) | budget.get(name, {})
+        for key, limit in limits.items():
+            measured = _lookup(results, LIMITS[key][0])
+            if results.get("is_reference") and key in ("max_drift", "max_drift_max", "max_mae_increase"):
+                continue  # the reference is the yardstick of these, not subject to them
+            if measured is None or measured > limit:
+                violations.append(Violation(name, LIMITS[key][0], limit, measured))
+    return violations

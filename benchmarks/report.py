@@ -1,0 +1,131 @@
+"""Reports of a benchmark run: JSON for machines, Markdown for people, PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fsanet.files import write_text
+
+
+def _f(v, fmt="{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def markdown_table(result: dict) -> str:
+    batches = [str(b) for b in result["config"]["batches"]]
+    big = batches[-1]
+    head = (
+        f"| artifact | precision | size MB | MFLOP/face | p50 ms (b1) | p99 ms (b1) | ms/face (b{big}) "
+        f"| e2e p50 ms | GFLOP/s | p50 / {result['baseline']} | MAE y/p/r (mean) | drift mean/max | peak MB |"
+    )
+    rows = [head, "|" + "---|" * 13]
+    for name, r in result["artifacts"].items():
+        c = r["latency"]["compute"]
+        m = r.get("mae")
+        d = r.get("drift")
+        e2e = r["latency"].get("end_to_end", {}).get("1", {}).get("p50_ms")
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    r["precision"],
+                    _f(r["size_mb"]),
+                    _f(r["flops_per_face"] and r["flops_per_face"] / 1e6, "{:.1f}"),
+                    _f(c[batches[0]]["p50_ms"], "{:.3f}"),
+                    _f(c[batches[0]]["p99_ms"], "{:.3f}"),
+                    _f(c[big]["p50_ms"] / int(big), "{:.3f}"),
+                    _f(e2e, "{:.3f}"),
+                    _f(r.get("gflops_per_s"), "{:.1f}"),
+                    _f(r["p50_ratio"][batches[0]]) + "x",
+                    f"{m['yaw']:.2f}/{m['pitch']:.2f}/{m['roll']:.2f} ({m['mean']:.2f})" if m else "-",
+                    f"{d['mean']:.4f}/{d['max']:.4f}" if d else "-",
+                    _f(r.get("memory", {}).get("model_mb"), "{:.1f}"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def verdict_lines(violations) -> list[str]:
+    if not violations:
+        return ["verdict: PASS (every budget limit holds)"]
+    return ["verdict: FAIL"] + [f"  - {v}" for v in violations]
+
+
+def write_markdown(result: dict, violations, path: Path) -> None:
+    cfg = result["config"]
+    lines = [
+        "# fsanet bench",
+        "",
+        f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; {cfg['runs']} timed runs per batch in "
+        f"{cfg['rounds']} interleaved rounds after {cfg['warmup']} warm-up runs; provider {cfg['provider']}.",
+        f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
+        f"drift reference: {result['reference'] or '-'}.",
+        f"Machine: {result['machine']['processor']}, {result['machine']['system']}.",
+        "",
+        markdown_table(result),
+        "",
+        "p50 ratios are against the first model of the run, measured in the same run. "
+        "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
+        "",
+        *verdict_lines(violations),
+        "",
+        "![latency](latency.png) ![errors](errors.png)",
+        "",
+    ]
+    write_text(path, "\n".join(lines))
+
+
+def plot(result: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["artifacts"])
+    paths = []
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    samples = [result["artifacts"][n]["latency_samples_ms"] for n in names]
+    ax.boxplot(samples, showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"ms per call, batch {result['config']['batches'][0]}")
+    ax.set_title("compute latency (box: quartiles, whiskers: 1.5 IQR)")
+    fig.tight_layout()
+    paths.append(out / "latency.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    width = 0.8 / 4
+    for k, key in enumerate(("yaw", "pitch", "roll")):
+        vals = [(result["artifacts"][n].get("mae") or {}).get(key, 0) for n in names]
+        ax.bar([i + k * width for i in range(len(names))], vals, width, label=f"MAE {key}")
+    drifts = [(result["artifacts"][n].get("drift") or {}).get("mean", 0) for n in names]
+    ax.bar([i + 3 * width for i in range(len(names))], drifts, width, label="drift (mean)")
+    ax.set_xticks([i + 1.5 * width for i in range(len(names))], names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("degrees")
+    ax.set_title("error per angle against labels, and drift against the reference")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "errors.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def write_reports(result: dict, violations, out_dir: str | Path) -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    full = dict(
+        result,
+        violations=[
+            {"artifact": v.artifact, "metric": v.metric, "limit": v.limit, "measured": v.measured} for v in violations
+        ],
+    )
+    write_text(out / "report.json", json.dumps(full, indent=2) + "\n")
+    write_markdown(result, violations, out / "report.md")
+    plots = plot(result, out)
+    return {"json": out / "report.json", "markdown": out / "report.md", "plots": plots}

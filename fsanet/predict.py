@@ -1,0 +1,58 @@
+"""`fsanet predict`: angles for the faces in images.
+
+Each image's faces come from, in order: its `.pts` landmarks (the official crop), the image
+itself when it is already a 64x64 crop, or OpenCV's frontal-face detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.data.base import IMAGE_SUFFIXES, read_image
+from fsanet.errors import DataError
+from fsanet.preprocess import INPUT_SIZE, crop_box, expand_box, official_crop
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such image or folder")
+    return files
+
+
+def faces_in(path: Path) -> tuple[list[np.ndarray], str]:
+    """The 64x64 crops of the faces in one image, and how they were found."""
+    image = read_image(path)
+    pts = path.with_suffix(".pts")
+    if pts.is_file():
+        from fsanet.data.landmarks import read_pts
+
+        return [official_crop(image, read_pts(pts))], "landmarks"
+    if image.shape[:2] == (INPUT_SIZE, INPUT_SIZE):
+        return [image], "crop"
+    from fsanet.detect import detect_faces
+
+    boxes = detect_faces(image)
+    return [crop_box(image, expand_box(b, image.shape)) for b in boxes], "detector"
+
+
+def predict_paths(runtime, paths: list[str]) -> list[dict]:
+    rows = []
+    for f in image_files(paths):
+        crops, how = faces_in(f)
+        if not crops:
+            rows.append({"image": str(f), "face": None, "crop": "no face found", "angles": [np.nan] * 3})
+            continue
+        for k, angles in enumerate(runtime.predict(np.stack(crops))):
+            rows.append({"image": str(f), "face": k, "crop": how, "angles": [float(a) for a in angles]})
+    return rows

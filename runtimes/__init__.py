@@ -1,0 +1,46 @@
+"""One inference API over every backend: `open(path)` picks the backend from the file.
+
+Imports no heavy library itself: each backend imports its own (onnxruntime, torch, ...) when
+a file of its kind is opened, and says which extra to install when it is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fsanet.runtimes.base import InputFormat, Runtime, TensorSpec
+
+from fsanet.errors import DataError
+
+__all__ = ["InputFormat", "Runtime", "TensorSpec", "open", "split_spec"]
+
+BACKENDS = {".onnx": "onnxruntime", ".pt": "torch"}
+
+
+def split_spec(model: str) -> tuple[str, InputFormat | None]:
+    """'file.onnx@nhwc,bgr,raw' -> ('file.onnx', InputFormat(...)); no '@': no format given."""
+    path, sep, spec = str(model).partition("@")
+    return path, (InputFormat.parse(spec) if sep else None)
+
+
+def open(path: str | Path, input_format: InputFormat | None = None, threads: int | None = None, **options) -> Runtime:  # noqa: A001
+    """Load a model file with the backend its suffix calls for.
+
+    `path` may carry an input format for foreign files without a manifest: `file.onnx@nhwc,bgr`.
+    Options: `provider` ("cpu", "cuda", "tensorrt") for ONNX, `device` for PyTorch.
+    """
+    path, spec = split_spec(str(path))
+    input_format = input_format or spec
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such model file")
+    backend = BACKENDS.get(p.suffix.lower())
+    if backend == "onnxruntime":
+        from fsanet.runtimes.onnxruntime import OnnxRuntime
+
+        return OnnxRuntime(p, input_format, threads=threads, **options)
+    if backend == "torch":
+        from fsanet.runtimes.torch import TorchRuntime
+
+        return TorchRuntime(p, input_format, threads=threads, **options)
+    raise DataError(f"{p}: no runtime for '{p.suffix}' files; supported: {', '.join(sorted(BACKENDS))}")

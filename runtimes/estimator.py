@@ -1,0 +1,37 @@
+"""`PoseEstimator`: preprocessing, a runtime and the angle convention put together."""
+
+from __future__ import annotations
+
+import numpy as np
+from fsanet.runtimes.base import Runtime
+
+from fsanet.preprocess import MARGIN, crop_box, expand_box, official_crop
+
+
+class PoseEstimator:
+    def __init__(self, runtime: Runtime, batch: int = 64):
+        self.runtime, self.batch = runtime, batch
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 64, 64, 3) BGR official crops -> (N, 3) yaw, pitch, roll in degrees."""
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        out = [self.runtime.predict(crops[i : i + self.batch]) for i in range(0, len(crops), self.batch)]
+        return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+
+    def predict_image(self, image: np.ndarray, boxes=(), landmarks=(), margin: float = MARGIN) -> np.ndarray:
+        """Angles of the faces in a BGR image, given detector boxes (x0, y0, x1, y1) grown by
+        `margin` of their size per side, and/or 2-D landmarks (the official crop)."""
+        crops = [crop_box(image, expand_box(b, image.shape, margin)) for b in boxes]
+        crops += [official_crop(image, pts, margin) for pts in landmarks]
+        return self.predict(np.stack(crops)) if crops else np.zeros((0, 3), np.float32)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

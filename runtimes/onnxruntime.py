@@ -1,0 +1,98 @@
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers, never a silent fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+from fsanet.runtimes.base import Runtime, TensorSpec
+
+from fsanet.errors import BackendUnavailable, DataError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+class OnnxRuntime(Runtime):
+    backend = "onnxruntime"
+
+    def __init__(self, path, input_format=None, manifest=None, threads: int | None = None, provider: str = "cpu"):
+        if provider not in PROVIDERS:
+            raise DataError(f"unknown execution provider {provider!r}; choose one of {sorted(PROVIDERS)}")
+        self.provider, self.threads = provider, threads
+        self._ort = _import_ort()
+        if manifest is None:
+            manifest = embedded_manifest(path, self._ort)
+        super().__init__(path, input_format, manifest)
+
+    def _load(self) -> None:
+        ort = self._ort
+        wanted = PROVIDERS[self.provider]
+        if wanted not in ort.get_available_providers():
+            raise BackendUnavailable(
+                f"{wanted} (this onnxruntime build has {', '.join(ort.get_available_providers())})",
+                "onnxruntime-gpu" if self.provider != "cpu" else "onnxruntime",
+            )
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=[wanted])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise DataError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from e
+        if self.session.get_providers()[0] != wanted:  # ORT falls back silently when a provider fails
+            raise BackendUnavailable(f"{wanted} failed to initialise for {self.path.name}", "onnxruntime-gpu")
+        inits = {i.name for i in self.session.get_inputs() if len(i.shape) != 4}
+        images = [i for i in self.session.get_inputs() if i.name not in inits]
+        if len(images) != 1:
+            raise DataError(f"{self.path}: expected one image input (rank 4), found {[i.name for i in images]}")
+        self._input = images[0]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        i = self._input
+        return [TensorSpec(i.name, tuple(i.shape), i.type)]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec(o.name, tuple(o.shape), o.type) for o in self.session.get_outputs()]
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input.name: x})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+    def flops(self) -> int | None:
+        from fsanet.benchmarks.flops import onnx_flops
+
+        return onnx_flops(str(self.path))
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise BackendUnavailable("onnxruntime", "onnxruntime") from e
+    return onnxruntime
+
+
+def embedded_manifest(path, ort=None) -> dict | None:
+    """The manifest of an ONNX file: its checked sidecar, else the copy in metadata_props."""
+    from fsanet.manifest import METADATA_KEY, parse_embedded, read_sidecar
+
+    manifest = read_sidecar(path)
+    if manifest is not None:
+        return manifest
+    ort = ort or _import_ort()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only
+    try:
+        meta = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as e:
+        raise DataError(f"{path}: not a loadable ONNX file ({str(e).splitlines()[0]})") from e
+    return parse_embedded(meta.custom_metadata_map.get(METADATA_KEY), path)

@@ -1,0 +1,58 @@
+"""PyTorch backend for checkpoints (`.pt`), on the CPU or a CUDA device. Imports torch inside."""
+
+from __future__ import annotations
+
+import numpy as np
+from fsanet.runtimes.base import Runtime, TensorSpec
+
+from fsanet.errors import BackendUnavailable
+
+
+class TorchRuntime(Runtime):
+    backend = "torch"
+
+    def __init__(self, path, input_format=None, manifest=None, threads: int | None = None, device: str = "cpu"):
+        self.threads, self.device = threads, device
+        if manifest is None:
+            manifest = checkpoint_manifest(path)
+        super().__init__(path, input_format, manifest)
+
+    def _load(self) -> None:
+        try:
+            import torch
+        except ImportError as e:
+            raise BackendUnavailable("torch", "torch") from e
+        from fsanet import checkpoint
+
+        self._torch = torch
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable("torch with CUDA (no GPU visible)", "torch")
+        self.model = checkpoint.load(self.path).to(self.device)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("input", ("batch", 3, 64, 64), "float32")]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("angles", ("batch", 3), "float32")]
+
+    def flops(self) -> int | None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter, self._torch.inference_mode():
+            self.model(self._torch.zeros(1, 3, 64, 64, device=self.device))
+        return int(counter.get_total_flops())
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x).to(self.device)).cpu().numpy()
+
+
+def checkpoint_manifest(path) -> dict:
+    from fsanet.manifest import base_manifest
+
+    return base_manifest(precision="fp32", backend_format="pytorch-checkpoint")

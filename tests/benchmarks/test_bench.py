@@ -1,0 +1,79 @@
+"""`fsanet bench` end to end on real artifacts, with a budget that holds and one that does not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fsanet.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench_run(fusion_onnx, reference_models, shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    budget = out / "ok.toml"
+    budget.write_text('[all]\nmax_p99_ms = 1000\n["fusion.onnx"]\nmax_mae = 4.5\n')
+    argv = [
+        "bench",
+        str(fusion_onnx),
+        reference_models["foxtracker"],
+        reference_models["omasaht-1x1"],
+        "--data",
+        str(shared_data / "aflw2000-sample"),
+        "--faces",
+        str(shared_data / "real-faces" / "afw"),
+        "--reference",
+        str(fusion_onnx),
+        "--batch",
+        "1,8",
+        "--runs",
+        "40",
+        "--warmup",
+        "5",
+        "--budget",
+        str(budget),
+        "--peak-gflops",
+        "100",
+        "-o",
+        str(out / "report"),
+    ]
+    code = main(argv)
+    return code, out / "report", argv
+
+
+def test_reports_hold_every_measure(bench_run):
+    code, report, _ = bench_run
+    assert code == 0
+    result = json.loads((report / "report.json").read_text())
+    assert list(result["artifacts"]) == [
+        "fusion.onnx",
+        "foxtracker_fsanet_capsule_official_weights.onnx",
+        "fsanet-1x1-iter-688590.onnx",
+    ]
+    fusion = result["artifacts"]["fusion.onnx"]
+    assert 80e6 < fusion["flops_per_face"] < 95e6  # about 86 MFLOP for the three members
+    assert fusion["gflops_per_s"] > 0 and 0 < fusion["fraction_of_peak"] < 1.5
+    for r in result["artifacts"].values():
+        lat = r["latency"]["compute"]
+        assert lat["1"]["p50_ms"] <= lat["1"]["p90_ms"] <= lat["1"]["p99_ms"]
+        assert lat["8"]["faces_per_s"] > 0 and r["latency"]["end_to_end"]["1"]["p50_ms"] > 0
+        assert r["memory"]["model_mb"] > 0 and r["size_mb"] > 0.5
+        assert 0 < r["mae"]["mean"] < 8
+    assert fusion["drift"]["max"] == 0.0  # the reference against itself
+    assert result["artifacts"]["fsanet-1x1-iter-688590.onnx"]["drift"]["mean"] > 0.5  # another model
+    assert abs(fusion["mae"]["mean"] - 3.98) < 0.01
+    assert "| fusion.onnx | fp32 |" in (report / "report.md").read_text()
+    for png in ("latency.png", "errors.png"):
+        assert (report / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_missed_budget_exits_1_and_names_metric_limit_and_value(bench_run, tmp_path, capsys):
+    _, _, argv = bench_run
+    tight = tmp_path / "tight.toml"
+    tight.write_text('["fsanet-1x1-iter-688590.onnx"]\nmax_drift = 0.01\n')
+    argv = [a if a != argv[argv.index("--budget") + 1] else str(tight) for a in argv]
+    argv = [*argv[: argv.index("-o")], "--no-memory", "--runs", "10", "-o", str(tmp_path / "r")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "verdict: FAIL" in out and "fsanet-1x1-iter-688590.onnx: drift.mean = " in out and "limit 0.01" in out
