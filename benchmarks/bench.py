@@ -29,6 +29,7 @@ class BenchConfig:
     end_to_end: bool = True
     memory: bool = True
     peak_gflops: float | None = None
+    denormals_as_zero: bool = True
 
 
 def _names(models: list[str]) -> list[str]:
@@ -45,7 +46,8 @@ def _names(models: list[str]) -> list[str]:
 def _open(model: str, cfg: BenchConfig):
     from fsanet import runtimes
 
-    options = {"provider": cfg.provider} if model.partition("@")[0].endswith(".onnx") else {}
+    onnx = model.partition("@")[0].endswith(".onnx")
+    options = {"provider": cfg.provider, "denormals_as_zero": cfg.denormals_as_zero} if onnx else {}
     return runtimes.open(model, threads=cfg.threads, **options)
 
 
@@ -176,7 +178,9 @@ def run_bench(
 
 
 def _ratios(results: dict, baseline: str, batches) -> None:
-    """p50 of each artifact over the baseline's (the first model, or the reference), per batch."""
-    base = results[baseline]["latency"]["compute"]
-    for r in results.values():
-        r["p50_ratio"] = {str(b): r["latency"]["compute"][str(b)]["p50_ms"] / base[str(b)]["p50_ms"] for b in batches}
+    """p50 of each artifact over the baseline's (the first model of the run), and over every
+    other artifact's, per batch size: all measured in this run."""
+    p50 = {n: {str(b): r["latency"]["compute"][str(b)]["p50_ms"] for b in batches} for n, r in results.items()}
+    for name, r in results.items():
+        r["p50_ratio"] = {b: p50[name][b] / p50[baseline][b] for b in p50[name]}
+        r["p50_ratio_to"] = {other: {b: p50[name][b] / p50[other][b] for b in p50[name]} for other in p50}

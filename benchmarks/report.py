@@ -49,6 +49,16 @@ def markdown_table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def ratio_matrix(result: dict, batch: str) -> str:
+    """p50 of the row's artifact divided by the column's, at one batch size."""
+    names = list(result["artifacts"])
+    rows = [f"| p50 ratio, batch {batch} (row / column) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for n in names:
+        ratios = result["artifacts"][n]["p50_ratio_to"]
+        rows.append(f"| {n} | " + " | ".join(f"{ratios[o][batch]:.2f}" for o in names) + " |")
+    return "\n".join(rows)
+
+
 def verdict_lines(violations) -> list[str]:
     if not violations:
         return ["verdict: PASS (every budget limit holds)"]
@@ -61,14 +71,17 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         "# fsanet bench",
         "",
         f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; {cfg['runs']} timed runs per batch in "
-        f"{cfg['rounds']} interleaved rounds after {cfg['warmup']} warm-up runs; provider {cfg['provider']}.",
+        f"{cfg['rounds']} interleaved rounds after {cfg['warmup']} warm-up runs; provider {cfg['provider']}; "
+        f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
         f"drift reference: {result['reference'] or '-'}.",
         f"Machine: {result['machine']['processor']}, {result['machine']['system']}.",
         "",
         markdown_table(result),
         "",
-        "p50 ratios are against the first model of the run, measured in the same run. "
+        *(ratio_matrix(result, str(b)) + "\n" for b in cfg["batches"]),
+        "p50 ratios are measured in this run: the table's column against the first model, the "
+        "matrices between every pair. "
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
         *verdict_lines(violations),

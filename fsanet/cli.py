@@ -80,7 +80,7 @@ def _predict(args) -> int:
 def _bench(args) -> int:
     from fsanet.benchmarks.bench import BenchConfig, run_bench
     from fsanet.benchmarks.budget import check, load_budget
-    from fsanet.benchmarks.report import markdown_table, verdict_lines, write_reports
+    from fsanet.benchmarks.report import markdown_table, ratio_matrix, verdict_lines, write_reports
     from fsanet.data import open_faces
 
     budget = load_budget(args.budget) if args.budget else None
@@ -94,11 +94,13 @@ def _bench(args) -> int:
         provider=args.provider,
         memory=not args.no_memory,
         peak_gflops=args.peak_gflops,
+        denormals_as_zero=not args.keep_denormals,
     )
     result = run_bench(args.models, data, faces, args.reference, cfg)
     violations = check(budget, result["artifacts"], args.budget) if budget else []
     paths = write_reports(result, violations, args.output)
     print(markdown_table(result))
+    print(ratio_matrix(result, str(cfg.batches[0])))
     print("\n".join(verdict_lines(violations)))
     print(f"reports: {paths['markdown']}, {paths['json']}, {', '.join(str(p) for p in paths['plots'])}")
     return 1 if violations else 0
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
     s.add_argument("--peak-gflops", type=float, help="this CPU's peak FP32 GFLOP/s, to report the fraction reached")
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
 

@@ -1,4 +1,11 @@
-"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers, never a silent fallback."""
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers, never a silent fallback.
+
+Denormal floats are flushed to zero by default: flat regions of real photos drive FSA-Net's
+tanh and product maps into the denormal range, where x86 arithmetic is many times slower
+(1.9 -> 1.7 ms for the fusion on real faces here). Angles do not change measurably (every
+export is verified through this backend to 1e-3 degree); `denormals_as_zero=False` keeps
+IEEE behaviour.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +24,18 @@ PROVIDERS = {
 class OnnxRuntime(Runtime):
     backend = "onnxruntime"
 
-    def __init__(self, path, input_format=None, manifest=None, threads: int | None = None, provider: str = "cpu"):
+    def __init__(
+        self,
+        path,
+        input_format=None,
+        manifest=None,
+        threads: int | None = None,
+        provider: str = "cpu",
+        denormals_as_zero: bool = True,
+    ):
         if provider not in PROVIDERS:
             raise DataError(f"unknown execution provider {provider!r}; choose one of {sorted(PROVIDERS)}")
-        self.provider, self.threads = provider, threads
+        self.provider, self.threads, self.denormals_as_zero = provider, threads, denormals_as_zero
         self._ort = _import_ort()
         if manifest is None:
             manifest = embedded_manifest(path, self._ort)
@@ -36,6 +51,8 @@ class OnnxRuntime(Runtime):
             )
         so = ort.SessionOptions()
         so.log_severity_level = 3
+        if self.denormals_as_zero:
+            so.add_session_config_entry("session.set_denormal_as_zero", "1")
         if self.threads:
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1

@@ -63,7 +63,11 @@ def test_reports_hold_every_measure(bench_run):
     assert fusion["drift"]["max"] == 0.0  # the reference against itself
     assert result["artifacts"]["fsanet-1x1-iter-688590.onnx"]["drift"]["mean"] > 0.5  # another model
     assert abs(fusion["mae"]["mean"] - 3.98) < 0.01
-    assert "| fusion.onnx | fp32 |" in (report / "report.md").read_text()
+    text = (report / "report.md").read_text()
+    assert "| fusion.onnx | fp32 |" in text and "p50 ratio, batch 8 (row / column)" in text
+    ratio = fusion["p50_ratio_to"]["foxtracker_fsanet_capsule_official_weights.onnx"]["1"]
+    fox = result["artifacts"]["foxtracker_fsanet_capsule_official_weights.onnx"]["latency"]["compute"]["1"]["p50_ms"]
+    assert ratio == pytest.approx(fusion["latency"]["compute"]["1"]["p50_ms"] / fox)
     for png in ("latency.png", "errors.png"):
         assert (report / png).read_bytes()[:4] == b"\x89PNG"
 
