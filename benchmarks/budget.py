@@ -41,8 +41,22 @@ class Violation:
         return f"{self.artifact}: {self.metric} = {got}, limit {self.limit:g}"
 
 
+def budget_path(name: str | Path) -> Path:
+    """A budget file, or a budget shipped with the project by name (`default`)."""
+    shipped = Path(__file__).resolve().parent.parent / "fsanet" / "budgets" / f"{name}.toml"
+    if not Path(name).exists():
+        from importlib.resources import files
+
+        packaged = files("fsanet") / "budgets" / f"{name}.toml"
+        if packaged.is_file():
+            return Path(str(packaged))
+        if shipped.is_file():
+            return shipped
+    return Path(name)
+
+
 def load_budget(path: str | Path) -> dict[str, dict[str, float]]:
-    path = Path(path)
+    path = budget_path(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:

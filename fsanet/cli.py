@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from fsanet import __version__
-from fsanet.errors import DataError, FsanetError
+from fsanet.errors import FsanetError
 
 
 def _import_keras(args) -> int:
@@ -35,28 +34,25 @@ def _eval(args) -> int:
 
 
 def _export(args) -> int:
-    from fsanet.export.onnx import export_onnx
+    from fsanet.export.targets import export_targets
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
-    supported = {"onnx"}
-    unknown = [t for t in targets if t not in supported]
-    if unknown:
-        raise DataError(f"--to {','.join(unknown)}: not a target this version builds; available: {sorted(supported)}")
-    verify, name = None, ""
-    if args.verify:
-        from fsanet.data import open_faces
-
-        faces = open_faces(args.verify)
-        verify, name = faces.images(progress=True), faces.describe()
-    out = Path(args.output) / f"{Path(args.model).stem}.onnx"
-    export_onnx(args.model, out, verify, name)
-    from fsanet.manifest import read_sidecar
-
-    v = read_sidecar(out)["verification"]
-    print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); ONNX Runtime vs PyTorch on {v['faces']}: "
-        f"max {v['max_abs_diff_deg']:.2e} degrees"
+    float_ops = None if args.int8_float_ops is None else tuple(filter(None, args.int8_float_ops.split(",")))
+    rows = export_targets(
+        args.model,
+        targets,
+        args.output,
+        calib_path=args.calib,
+        verify_path=args.verify,
+        int8_max_drift=args.int8_max_drift,
+        int8_float_ops=float_ops,
     )
+    print("| target | file | size MB | vs float size | verified on | max / mean difference, degrees |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['target']} | {r['file']} | {r['size_mb']:.2f} | {r['size_ratio']:.2f} | {r['faces']} | {r['diff']} |"
+        )
     return 0
 
 
@@ -106,6 +102,18 @@ def _bench(args) -> int:
     return 1 if violations else 0
 
 
+def _calib(args) -> int:
+    from fsanet import calib
+
+    cs = calib.build(args.source, args.count, args.seed, args.bins, args.detector)
+    cs.save(args.output)
+    m = cs.manifest
+    dropped = "".join(f", {n} dropped ({why})" for why, n in m["dropped"].items())
+    print(f"wrote {args.output}: {m['count']} faces from {m['source']} ({m['sampling']}, seed {m['seed']}{dropped})")
+    print(f"sha256 {m['sha256']}")
+    return 0
+
+
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -127,10 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="checkpoint -> deployable files with manifests")
     s.add_argument("model", help="checkpoint (.pt)")
-    s.add_argument("--to", default="onnx", help="comma-separated targets: onnx")
-    s.add_argument("--verify", help="faces to verify the export on (default: random crops)")
+    s.add_argument("--to", default="onnx", help="comma-separated targets: onnx, onnx-int8")
+    s.add_argument("--calib", help="calibration set (.npz from `fsanet calib build`), needed for INT8")
+    s.add_argument("--verify", help="real faces to verify every file on (default: random crops / the calibration set)")
+    s.add_argument(
+        "--int8-max-drift",
+        type=float,
+        help="accuracy-controlled INT8: keep op types in float until "
+        "the mean drift (degrees) on the --verify faces holds",
+    )
+    s.add_argument("--int8-float-ops", help="op types to keep in float for INT8 (comma-separated; '' = plain PTQ)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(run=_export)
+
+    s = sub.add_parser("calib", help="calibration sets for quantization")
+    calib_sub = s.add_subparsers(dest="calib_command", required=True)
+    c = calib_sub.add_parser("build", help="draw N faces from a dataset or photo folder into calib.npz")
+    c.add_argument("source", help="labelled set (stratified over yaw), folder with .pts, or plain photos (detector)")
+    c.add_argument("-n", "--count", type=int, default=512)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--bins", type=int, default=6, help="yaw bins for stratified sampling of labelled sets")
+    c.add_argument("--detector", help="OpenCV cascade XML for plain photos (default: the Haar frontal face)")
+    c.add_argument("-o", "--output", required=True)
+    c.set_defaults(run=_calib)
 
     s = sub.add_parser("eval", help="MAE of a model on a labelled set")
     s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")

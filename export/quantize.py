@@ -1,0 +1,228 @@
+"""Float ONNX -> INT8 Q/DQ ONNX: NNCF post-training quantization, calibrated on a calibration set.
+
+What goes to INT8 (measured on the authors' fusion, see the README):
+- the convolution trunk, weights and activations (NNCF PTQ, per-tensor activation scales:
+  ONNX Runtime's QLinearConv/QLinearAveragePool accept no per-channel activation zero points);
+- the large constant weights of the dense structure-mapping layers and the capsule transforms
+  (about three quarters of the fusion's values), weight-only: int8 + DequantizeLinear, with
+  the matmuls themselves in float.
+What stays float: routing softmax, divisions and square roots (L1 normalisation, squash),
+reductions, elementwise products and sums, pooling, and the matmuls' activations. Quantizing
+those gave errors of several degrees. `quantize_with_budget` searches which op types must stay
+float for a drift limit, starting from everything NNCF can quantize.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.errors import ExportError
+
+# op types kept in float by default, in the order the accuracy search adds them: the matmuls
+# first (ONNX Runtime 1.32 cannot run NNCF's per-channel 3-D matmul weights), then the most
+# harmful to the angles
+FLOAT_OPS = ("MatMul", "Gemm", "Softmax", "Div", "Sqrt", "ReduceSum", "ReduceMean", "Mul", "Add", "Sub", "AveragePool")
+ALWAYS_FLOAT = ("AveragePool",)  # ORT's QLinearAveragePool rejects NNCF's scales for this graph
+WEIGHT_ONLY_MIN_VALUES = 4096
+
+
+def _nncf_quantize(model, calib, keep_float: tuple[str, ...]):
+    import logging
+
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+    nncf.set_log_level(logging.ERROR)  # NNCF lists every ignored node otherwise
+    dataset = nncf.Dataset(list(calib.batches(batch_size=1)), lambda x: {"input": x})
+    advanced = AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
+    return nncf.quantize(
+        model,
+        dataset,
+        subset_size=len(calib),
+        target_device=nncf.TargetDevice.CPU,
+        ignored_scope=nncf.IgnoredScope(types=sorted(set(keep_float) | set(ALWAYS_FLOAT)), validate=False),
+        advanced_parameters=advanced,
+    )
+
+
+def compress_matmul_weights(model, min_values: int = WEIGHT_ONLY_MIN_VALUES) -> int:
+    """Store large float constant inputs of MatMul/Gemm as int8 + per-column scale, dequantized
+    in-graph (symmetric, last axis). Returns how many values now live in int8."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    replaced, values = {}, 0
+    dq_nodes = []
+    for node in graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        if any(producer.get(i) == "DequantizeLinear" for i in node.input[:2]):
+            continue  # NNCF quantized this matmul itself (activation and weight)
+        for k, name in enumerate(node.input[:2]):
+            if name in replaced:
+                node.input[k] = replaced[name]
+                continue
+            init = inits.get(name)
+            if init is None or init.data_type != 1:  # float32 constants only
+                continue
+            w = numpy_helper.to_array(init)
+            if w.size < min_values or w.ndim < 2:
+                continue
+            axis = w.ndim - 1
+            if node.op_type == "Gemm" and k == 1 and any(a.name == "transB" and a.i for a in node.attribute):
+                axis = 0
+            reduce = tuple(i for i in range(w.ndim) if i != axis)
+            scale = (np.abs(w).max(axis=reduce) / 127.0).astype(np.float32)
+            scale[scale == 0] = 1.0
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            graph.initializer.remove(init)
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(q, f"{name}_int8"),
+                    numpy_helper.from_array(scale, f"{name}_scale"),
+                    numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}_zero"),
+                ]
+            )
+            out = f"{name}_dequantized"
+            dq_nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [f"{name}_int8", f"{name}_scale", f"{name}_zero"],
+                    [out],
+                    axis=axis,
+                    name=f"{name}_DequantizeLinear",
+                )
+            )
+            replaced[name] = node.input[k] = out
+            values += w.size
+    for i, dq in enumerate(dq_nodes):
+        graph.node.insert(i, dq)
+    return values
+
+
+def _drift(float_path: Path, int8_path: Path, crops: np.ndarray) -> dict:
+    from fsanet.benchmarks.accuracy import drift
+    from fsanet.runtimes.onnxruntime import OnnxRuntime
+
+    def run(path):
+        with OnnxRuntime(path) as rt:
+            return np.concatenate([rt.predict(crops[i : i + 128]) for i in range(0, len(crops), 128)])
+
+    return drift(run(int8_path), run(float_path))
+
+
+def _count(model, op_types) -> dict[str, int]:
+    found = {}
+    for n in model.graph.node:
+        if n.op_type in op_types:
+            found[n.op_type] = found.get(n.op_type, 0) + 1
+    return found
+
+
+def quantize_onnx(
+    float_path: str | Path,
+    calib,
+    output: str | Path,
+    keep_float: tuple[str, ...] = FLOAT_OPS,
+    verify: np.ndarray | None = None,
+    verify_name: str = "",
+    search: dict | None = None,
+) -> dict:
+    """Write an INT8 Q/DQ ONNX of `float_path` (an fsanet FP32 export) and its manifest.
+
+    Returns the manifest. `verify`: real faces to measure drift against the float model on
+    (default: the calibration crops themselves, which the manifest then says).
+    """
+    import onnx
+
+    from fsanet.files import atomic_write
+    from fsanet.manifest import METADATA_KEY, read_sidecar, write_sidecar
+
+    float_path, output = Path(float_path), Path(output)
+    source = read_sidecar(float_path)
+    if source is None or source.get("precision") != "fp32":
+        raise ExportError("onnx-int8", f"{float_path}: needs an fsanet FP32 ONNX export with its manifest")
+    if verify is None:
+        verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
+    quantized = _nncf_quantize(onnx.load(str(float_path)), calib, keep_float)
+    int8_values = compress_matmul_weights(quantized)
+    manifest = dict(source)
+    for key in ("file", "sha256", "size_bytes", "verification"):
+        manifest.pop(key, None)
+    kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
+    manifest.update(
+        precision="int8",
+        quantization={
+            "method": "NNCF post-training quantization (Q/DQ), per-tensor activations; weight-only int8 for "
+            "large MatMul/Gemm constants",
+            "float_op_types": kept,
+            "float_nodes": _count(quantized, kept),
+            "quantize_nodes": _count(quantized, ("QuantizeLinear",)).get("QuantizeLinear", 0),
+            "weight_only_int8_values": int8_values,
+            "search": search,
+        },
+        calibration={k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")},
+        float_source={"file": float_path.name, "sha256": source["sha256"]},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "int8.onnx"
+        onnx.helper.set_model_props(quantized, {METADATA_KEY: json.dumps(manifest)})
+        onnx.save(quantized, str(candidate))
+        try:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            ort.InferenceSession(str(candidate), so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ExportError("onnx-int8", f"ONNX Runtime cannot run the quantized graph: {str(e)[:300]}") from e
+        try:
+            d = _drift(float_path, candidate, verify)
+        except ExportError:
+            raise
+        except Exception as e:  # ONNX Runtime kernels reject some Q/DQ patterns only when they run
+            raise ExportError("onnx-int8", f"ONNX Runtime cannot run the quantized graph: {str(e)[:300]}") from e
+        manifest["verification"] = {
+            "against": float_path.name,
+            "faces": verify_name,
+            "count": len(verify),
+            "drift_mean_deg": d["mean"],
+            "drift_max_deg": d["max"],
+        }
+        onnx.helper.set_model_props(quantized, {METADATA_KEY: json.dumps(manifest)})
+        onnx.save(quantized, str(candidate))
+        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
+    write_sidecar(output, manifest)
+    return manifest
+
+
+def quantize_with_budget(
+    float_path, calib, output, max_drift: float, verify: np.ndarray, verify_name: str = ""
+) -> dict:
+    """Accuracy-controlled mode: start from quantizing everything NNCF can, then keep op types
+    in float, most harmful first (`FLOAT_OPS` order), until the mean drift on `verify` holds."""
+    trials = []
+    for n in range(len(FLOAT_OPS) + 1):
+        keep = FLOAT_OPS[:n]
+        with tempfile.TemporaryDirectory() as tmp:
+            trial = Path(tmp) / "trial.onnx"
+            try:
+                m = quantize_onnx(float_path, calib, trial, keep, verify, verify_name)
+                drift = m["verification"]["drift_mean_deg"]
+            except ExportError as e:  # a graph ONNX Runtime cannot run counts as a failed trial
+                drift = None
+                trials.append({"float_op_types": list(keep), "drift_mean_deg": None, "error": str(e)[:200]})
+                continue
+        trials.append({"float_op_types": list(keep), "drift_mean_deg": drift})
+        if drift <= max_drift:
+            search = {"max_drift_deg": max_drift, "trials": trials}
+            return quantize_onnx(float_path, calib, output, keep, verify, verify_name, search)
+    raise ExportError("onnx-int8", f"no INT8 graph met a mean drift of {max_drift} degrees: {trials}")

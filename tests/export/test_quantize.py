@@ -1,0 +1,94 @@
+"""INT8 ONNX of the authors' fusion, calibrated on AFW, judged on HELEN and AFLW2000."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fsanet.export.quantize import quantize_onnx, quantize_with_budget
+
+from fsanet import calib
+from fsanet.data import open_faces
+from fsanet.manifest import read_sidecar
+
+
+@pytest.fixture(scope="module")
+def calib_afw(shared_data):
+    return calib.build(shared_data / "real-faces" / "afw", 128, seed=0)
+
+
+@pytest.fixture(scope="module")
+def helen(shared_data):
+    return open_faces(shared_data / "real-faces" / "helen-trainset").images()[::3]
+
+
+@pytest.fixture(scope="module")
+def int8_onnx(fusion_onnx, calib_afw, helen, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "fusion-int8.onnx"
+    quantize_onnx(fusion_onnx, calib_afw, out, verify=helen, verify_name="helen")
+    return out
+
+
+def test_int8_holds_the_drift_and_size_limits(int8_onnx, fusion_onnx, calib_afw):
+    m = read_sidecar(int8_onnx)
+    assert m["precision"] == "int8" and m["calibration"]["sha256"] == calib_afw.sha256
+    assert m["verification"]["drift_mean_deg"] <= 0.25
+    assert int8_onnx.stat().st_size <= 0.6 * fusion_onnx.stat().st_size
+    q = m["quantization"]
+    assert q["quantize_nodes"] > 0 and q["weight_only_int8_values"] > 800_000  # dense + capsule weights
+    assert "Softmax" in q["float_op_types"] and q["float_nodes"]["Softmax"] == 3
+
+
+def test_int8_mae_stays_within_0_2_of_float(int8_onnx, fusion_onnx, shared_data, tmp_path):
+    from fsanet.cli import main
+
+    maes = []
+    for model in (fusion_onnx, int8_onnx):
+        out = tmp_path / f"{model.stem}.json"
+        assert main(["eval", str(model), "--data", str(shared_data / "aflw2000-sample"), "--json", str(out)]) == 0
+        maes.append(json.loads(out.read_text())["mae"]["mean"])
+    assert maes[1] - maes[0] <= 0.2
+
+
+def test_accuracy_controlled_search_records_its_trials(fusion_onnx, calib_afw, helen, tmp_path):
+    m = quantize_with_budget(fusion_onnx, calib_afw, tmp_path / "s.onnx", 3.0, helen[:100], "helen 100")
+    search = m["quantization"]["search"]
+    assert search["max_drift_deg"] == 3.0 and search["trials"]
+    assert search["trials"][-1]["drift_mean_deg"] <= 3.0
+    assert m["verification"]["drift_mean_deg"] <= 3.0
+
+
+def test_default_budget_passes_good_int8_and_fails_a_badly_calibrated_one(
+    int8_onnx, fusion_onnx, helen, shared_data, tmp_path, capsys
+):
+    from fsanet.cli import main
+
+    # calibrated on near-black noise: the activation ranges are far too small for real faces
+    # (uniform noise over 0..255 is not enough to break it: the trunk-only INT8 drifts 0.21 degrees)
+    rng = np.random.default_rng(0)
+    manifest = {"format": "fsanet-calibration", "source": "dark noise", "count": 64, "sha256": "dark"}
+    dark = calib.CalibrationSet(rng.integers(0, 8, (64, 64, 64, 3), dtype=np.uint8), manifest)
+    broken = tmp_path / "fusion-int8-dark.onnx"
+    quantize_onnx(fusion_onnx, dark, broken, verify=helen[:64], verify_name="helen")
+    common = [
+        "--data",
+        str(shared_data / "aflw2000-sample"),
+        "--faces",
+        str(shared_data / "real-faces" / "afw"),
+        "--reference",
+        str(fusion_onnx),
+        "--budget",
+        "default",
+        "--batch",
+        "1",
+        "--runs",
+        "10",
+        "--warmup",
+        "2",
+        "--no-memory",
+    ]
+    assert main(["bench", str(int8_onnx), *common, "-o", str(tmp_path / "good")]) == 0
+    assert main(["bench", str(int8_onnx), str(broken), *common, "-o", str(tmp_path / "bad")]) == 1
+    out = capsys.readouterr().out
+    assert "fusion-int8-dark.onnx: drift.mean = " in out and "limit 0.25" in out
