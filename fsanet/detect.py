@@ -19,7 +19,7 @@ def cascade_path(path: str | Path | None = None) -> Path:
     data = getattr(cv2, "data", None)
     if data is None or not (Path(data.haarcascades) / DEFAULT_CASCADE).is_file():
         raise BackendUnavailable(
-            "OpenCV's Haar cascades (this OpenCV build ships none; opencv-python-headless 4.x does)",
+            "OpenCV's Haar cascades (this OpenCV build ships none; opencv-python-headless<5 does)",
             "all",
         )
     return Path(data.haarcascades) / DEFAULT_CASCADE
