@@ -108,15 +108,35 @@ def compress_matmul_weights(model, min_values: int = WEIGHT_ONLY_MIN_VALUES) -> 
     return values
 
 
-def _drift(float_path: Path, int8_path: Path, crops: np.ndarray) -> dict:
+def derived_manifest(float_path: Path, stage: str, **fields) -> dict:
+    """The manifest of a file derived from an fsanet FP32 ONNX export: the float one's, minus
+    what belongs to that file, plus `fields`."""
+    from fsanet.manifest import read_sidecar
+
+    source = read_sidecar(float_path)
+    if source is None or source.get("precision") != "fp32":
+        raise ExportError(stage, f"{float_path}: needs an fsanet FP32 ONNX export with its manifest")
+    manifest = {k: v for k, v in source.items() if k not in ("file", "sha256", "size_bytes", "verification")}
+    manifest.update(fields, float_source={"file": float_path.name, "sha256": source["sha256"]})
+    return manifest
+
+
+def measure_drift(float_path: Path, candidate: Path, crops: np.ndarray, stage: str) -> dict:
+    """Drift of `candidate` from the float ONNX on `crops`, both through the ONNX Runtime backend."""
     from fsanet.benchmarks.accuracy import drift
+    from fsanet.runtimes.base import InputFormat
     from fsanet.runtimes.onnxruntime import OnnxRuntime
 
-    def run(path):
-        with OnnxRuntime(path) as rt:
+    def run(path, manifest=None):
+        with OnnxRuntime(path, InputFormat(), manifest=manifest or {"precision": "candidate"}) as rt:
             return np.concatenate([rt.predict(crops[i : i + 128]) for i in range(0, len(crops), 128)])
 
-    return drift(run(int8_path), run(float_path))
+    try:
+        return drift(run(candidate), run(float_path))
+    except ExportError:
+        raise
+    except Exception as e:  # ONNX Runtime rejects some graphs only when they run
+        raise ExportError(stage, f"ONNX Runtime cannot run the graph: {str(e)[:300]}") from e
 
 
 def _count(model, op_types) -> dict[str, int]:
@@ -144,22 +164,16 @@ def quantize_onnx(
     import onnx
 
     from fsanet.files import atomic_write
-    from fsanet.manifest import METADATA_KEY, read_sidecar, write_sidecar
+    from fsanet.manifest import METADATA_KEY, write_sidecar
 
     float_path, output = Path(float_path), Path(output)
-    source = read_sidecar(float_path)
-    if source is None or source.get("precision") != "fp32":
-        raise ExportError("onnx-int8", f"{float_path}: needs an fsanet FP32 ONNX export with its manifest")
+    manifest = derived_manifest(float_path, "onnx-int8", precision="int8")
     if verify is None:
         verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
     quantized = _nncf_quantize(onnx.load(str(float_path)), calib, keep_float)
     int8_values = compress_matmul_weights(quantized)
-    manifest = dict(source)
-    for key in ("file", "sha256", "size_bytes", "verification"):
-        manifest.pop(key, None)
     kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
     manifest.update(
-        precision="int8",
         quantization={
             "method": "NNCF post-training quantization (Q/DQ), per-tensor activations; weight-only int8 for "
             "large MatMul/Gemm constants",
@@ -170,26 +184,12 @@ def quantize_onnx(
             "search": search,
         },
         calibration={k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")},
-        float_source={"file": float_path.name, "sha256": source["sha256"]},
     )
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / "int8.onnx"
         onnx.helper.set_model_props(quantized, {METADATA_KEY: json.dumps(manifest)})
         onnx.save(quantized, str(candidate))
-        try:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.log_severity_level = 3
-            ort.InferenceSession(str(candidate), so, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ExportError("onnx-int8", f"ONNX Runtime cannot run the quantized graph: {str(e)[:300]}") from e
-        try:
-            d = _drift(float_path, candidate, verify)
-        except ExportError:
-            raise
-        except Exception as e:  # ONNX Runtime kernels reject some Q/DQ patterns only when they run
-            raise ExportError("onnx-int8", f"ONNX Runtime cannot run the quantized graph: {str(e)[:300]}") from e
+        d = measure_drift(float_path, candidate, verify, "onnx-int8")
         manifest["verification"] = {
             "against": float_path.name,
             "faces": verify_name,

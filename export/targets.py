@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fsanet.errors import DataError
 
-TARGETS = ("onnx", "onnx-int8")
+TARGETS = ("onnx", "onnx-fp16", "onnx-int8")
 
 
 def _faces(path):
@@ -53,6 +53,29 @@ def export_targets(
     if "onnx" in targets:
         v = read_sidecar(float_onnx)["verification"]
         rows.append(_row("onnx", float_onnx, float_size, v["faces"], f"{v['max_abs_diff_deg']:.1e} vs PyTorch"))
+    if "onnx-fp16" in targets:
+        from fsanet.export.fp16 import to_fp16
+
+        out = out_dir / f"{stem}-fp16.onnx"
+        faces, name = (
+            (verify, verify_name)
+            if verify is not None
+            else (calib.crops, "the calibration faces")
+            if calib
+            else (None, "")
+        )
+        if faces is None:
+            raise DataError("--to onnx-fp16 needs faces to verify on: --verify FACES or --calib calib.npz")
+        v = to_fp16(float_onnx, out, faces, name)["verification"]
+        rows.append(
+            _row(
+                "onnx-fp16",
+                out,
+                float_size,
+                v["faces"],
+                f"{v['drift_max_deg']:.3f} / {v['drift_mean_deg']:.4f} vs float ONNX",
+            )
+        )
     if "onnx-int8" in targets:
         from fsanet.export.quantize import FLOAT_OPS, quantize_onnx, quantize_with_budget
 

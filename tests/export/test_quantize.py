@@ -92,3 +92,43 @@ def test_default_budget_passes_good_int8_and_fails_a_badly_calibrated_one(
     assert main(["bench", str(int8_onnx), str(broken), *common, "-o", str(tmp_path / "bad")]) == 1
     out = capsys.readouterr().out
     assert "fusion-int8-dark.onnx: drift.mean = " in out and "limit 0.25" in out
+
+
+def test_fp16_onnx_is_half_the_size_and_drifts_by_hundredths(fusion_onnx, helen, tmp_path):
+    from fsanet.export.fp16 import to_fp16
+
+    out = tmp_path / "fusion-fp16.onnx"
+    m = to_fp16(fusion_onnx, out, helen, "helen")
+    assert m["precision"] == "fp16" and m["input"]["dtype"] == "float32"  # same crops as every target
+    assert m["verification"]["drift_mean_deg"] < 0.02 and m["verification"]["drift_max_deg"] < 0.5
+    assert 0.45 < out.stat().st_size / fusion_onnx.stat().st_size < 0.55
+    assert read_sidecar(out)["float_source"]["sha256"] == read_sidecar(fusion_onnx)["sha256"]
+
+
+def test_export_command_builds_every_onnx_target_with_a_summary(fusion_checkpoint, calib_afw, tmp_path, capsys):
+    from fsanet.cli import main
+
+    cal = calib_afw.save(tmp_path / "calib.npz")
+    code = main(
+        [
+            "export",
+            str(fusion_checkpoint),
+            "--to",
+            "onnx,onnx-fp16,onnx-int8",
+            "--calib",
+            str(cal),
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    for target in ("| onnx |", "| onnx-fp16 |", "| onnx-int8 |"):
+        assert target in out
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.onnx")) == [
+        "fusion-fp16.onnx",
+        "fusion-int8.onnx",
+        "fusion.onnx",
+    ]
+    assert main(["export", str(fusion_checkpoint), "--to", "tflite", "-o", str(tmp_path / "x")]) == 2
+    assert "not built yet" in capsys.readouterr().err
