@@ -57,6 +57,10 @@ def main() -> None:
         import onnxruntime  # noqa: F401
     elif path.endswith(".pt"):
         import torch  # noqa: F401
+    elif path.endswith(".tflite"):
+        from fsanet.runtimes.tflite import _interpreter_class
+
+        _interpreter_class()
     _reset_peak()
     baseline = _status_mb("VmRSS")
     with runtimes.open(args.model, threads=args.threads) as rt:

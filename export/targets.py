@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fsanet.errors import DataError
 
-TARGETS = ("onnx", "onnx-fp16", "onnx-int8")
+TARGETS = ("onnx", "onnx-fp16", "onnx-int8", "tflite")
 
 
 def _faces(path):
@@ -34,7 +34,7 @@ def export_targets(
     if unknown or not targets:
         raise DataError(
             f"--to {','.join(unknown) or '(empty)'}: not a target this version builds; available: "
-            f"{', '.join(TARGETS)} (TFLite and TensorRT targets are not built yet)"
+            f"{', '.join(TARGETS)} (TFLite FP16/INT8 and TensorRT targets are not built yet)"
         )
     if "onnx-int8" in targets and not calib_path:
         raise DataError("--to onnx-int8 needs --calib calib.npz (build one with `fsanet calib build`)")
@@ -76,6 +76,20 @@ def export_targets(
                 f"{v['drift_max_deg']:.3f} / {v['drift_mean_deg']:.4f} vs float ONNX",
             )
         )
+    if "tflite" in targets:
+        from fsanet.benchmarks.accuracy import drift
+        from fsanet.export.tflite import export_tflite
+        from fsanet.runtimes import open as open_runtime
+
+        out = out_dir / f"{stem}.tflite"
+        v = export_tflite(checkpoint_path, out, verify, verify_name)["verification"]
+        faces = verify if verify is not None else (calib.crops if calib else None)
+        diff = f"{v['max_abs_diff_deg']:.1e} vs PyTorch"
+        if faces is not None:
+            with open_runtime(out) as rt, open_runtime(float_onnx) as ref:
+                d = drift(rt.predict(faces), ref.predict(faces))
+            diff += f"; {d['max']:.1e} / {d['mean']:.1e} vs float ONNX"
+        rows.append(_row("tflite", out, float_size, v["faces"], diff))
     if "onnx-int8" in targets:
         from fsanet.export.quantize import FLOAT_OPS, quantize_onnx, quantize_with_budget
 

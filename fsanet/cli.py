@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="checkpoint -> deployable files with manifests")
     s.add_argument("model", help="checkpoint (.pt)")
-    s.add_argument("--to", default="onnx", help="comma-separated targets: onnx, onnx-fp16, onnx-int8")
+    s.add_argument("--to", default="onnx", help="comma-separated targets: onnx, onnx-fp16, onnx-int8, tflite")
     s.add_argument("--calib", help="calibration set (.npz from `fsanet calib build`), needed for INT8")
     s.add_argument("--verify", help="real faces to verify every file on (default: random crops / the calibration set)")
     s.add_argument(

@@ -14,7 +14,7 @@ from fsanet.errors import DataError
 
 __all__ = ["InputFormat", "Runtime", "TensorSpec", "open", "split_spec"]
 
-BACKENDS = {".onnx": "onnxruntime", ".pt": "torch"}
+BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite"}
 
 
 def split_spec(model: str) -> tuple[str, InputFormat | None]:
@@ -43,4 +43,8 @@ def open(path: str | Path, input_format: InputFormat | None = None, threads: int
         from fsanet.runtimes.torch import TorchRuntime
 
         return TorchRuntime(p, input_format, threads=threads, **options)
+    if backend == "tflite":
+        from fsanet.runtimes.tflite import TFLiteRuntime
+
+        return TFLiteRuntime(p, input_format, threads=threads, **options)
     raise DataError(f"{p}: no runtime for '{p.suffix}' files; supported: {', '.join(sorted(BACKENDS))}")

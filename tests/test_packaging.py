@@ -16,6 +16,8 @@ LIGHT = [
     "fsanet.runtimes",
     "fsanet.runtimes.estimator",
     "fsanet.runtimes.onnxruntime",
+    "fsanet.runtimes.tflite",
+    "fsanet.calib",
     "fsanet.manifest",
     "fsanet.preprocess",
     "fsanet.pose",

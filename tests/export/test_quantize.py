@@ -130,5 +130,5 @@ def test_export_command_builds_every_onnx_target_with_a_summary(fusion_checkpoin
         "fusion-int8.onnx",
         "fusion.onnx",
     ]
-    assert main(["export", str(fusion_checkpoint), "--to", "tflite", "-o", str(tmp_path / "x")]) == 2
+    assert main(["export", str(fusion_checkpoint), "--to", "tensorrt-fp16", "-o", str(tmp_path / "x")]) == 2
     assert "not built yet" in capsys.readouterr().err

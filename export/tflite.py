@@ -1,0 +1,71 @@
+"""Checkpoint -> TFLite FP32 with LiteRT-Torch (PyTorch to TFLite directly, no TensorFlow),
+verified against PyTorch like the ONNX export. The graph keeps the NCHW float32 input of the
+PyTorch model (batch 1, as LiteRT exports it); the runtime runs larger batches face by face."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from fsanet.export.onnx import TOLERANCE_DEG, default_verification_crops
+
+from fsanet.errors import BackendUnavailable, ExportError
+
+
+def _convert(model, path: Path) -> None:
+    import torch
+
+    try:
+        import litert_torch
+    except ImportError as e:
+        raise BackendUnavailable("litert-torch", "tflite-export") from e
+    logging.getLogger("litert_torch").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        litert_torch.convert(model, (torch.rand(1, 3, 64, 64) * 255,)).export(str(path))
+
+
+def export_tflite(checkpoint_path, output, verify: np.ndarray | None = None, verify_name: str = "") -> dict:
+    from importlib.metadata import version
+
+    from fsanet.runtimes.tflite import TFLiteRuntime
+
+    from fsanet import checkpoint
+    from fsanet.evaluate import predict_torch
+    from fsanet.files import atomic_write, sha256
+    from fsanet.manifest import base_manifest, write_sidecar
+
+    checkpoint_path, output = Path(checkpoint_path), Path(output)
+    payload = checkpoint.load_payload(checkpoint_path)
+    model = checkpoint.load(checkpoint_path)
+    if verify is None:
+        verify, verify_name = default_verification_crops()
+    manifest = base_manifest(
+        precision="fp32",
+        backend_format="tflite",
+        members=[m.get("variant") or "custom" for m in payload.get("sources", [])] or None,
+        source={"file": checkpoint_path.name, "sha256": sha256(checkpoint_path)},
+        calibration=None,
+        tools={n: version(n) for n in ("torch", "litert-torch", "ai-edge-litert", "fsanet-edge")},
+    )
+    manifest["input"]["shape"] = [1, 3, 64, 64]
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "model.tflite"
+        _convert(model, candidate)
+        with TFLiteRuntime(candidate, manifest=manifest) as rt:
+            got = rt.predict(verify)
+        diff = float(np.abs(got - predict_torch(model, verify)).max())
+        if not diff <= TOLERANCE_DEG:
+            raise ExportError("tflite", f"LiteRT differs from PyTorch by {diff:.2e} degrees; not written")
+        manifest["verification"] = {
+            "against": "pytorch",
+            "faces": verify_name,
+            "count": len(verify),
+            "max_abs_diff_deg": diff,
+        }
+        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
+    write_sidecar(output, manifest)
+    return manifest
