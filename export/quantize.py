@@ -139,6 +139,36 @@ def measure_drift(float_path: Path, candidate: Path, crops: np.ndarray, stage: s
         raise ExportError(stage, f"ONNX Runtime cannot run the graph: {str(e)[:300]}") from e
 
 
+def write_verified(
+    model, float_path: Path, output: Path, manifest: dict, verify: np.ndarray, verify_name: str, stage: str
+) -> dict:
+    """Measure `model`'s drift from the float ONNX on `verify`, record it in the manifest (in the
+    file's metadata_props and its sidecar), and only then move the file into place."""
+    import onnx
+
+    from fsanet.files import atomic_write
+    from fsanet.manifest import METADATA_KEY, write_sidecar
+
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / output.name
+        onnx.save(model, str(candidate))
+        d = measure_drift(float_path, candidate, verify, stage)
+        if not np.isfinite(d["max"]):
+            raise ExportError(stage, "the angles are not finite (overflow); not written")
+        manifest["verification"] = {
+            "against": float_path.name,
+            "faces": verify_name,
+            "count": len(verify),
+            "drift_mean_deg": d["mean"],
+            "drift_max_deg": d["max"],
+        }
+        onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(manifest)})
+        onnx.save(model, str(candidate))
+        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
+    write_sidecar(output, manifest)
+    return manifest
+
+
 def _count(model, op_types) -> dict[str, int]:
     found = {}
     for n in model.graph.node:
@@ -163,9 +193,6 @@ def quantize_onnx(
     """
     import onnx
 
-    from fsanet.files import atomic_write
-    from fsanet.manifest import METADATA_KEY, write_sidecar
-
     float_path, output = Path(float_path), Path(output)
     manifest = derived_manifest(float_path, "onnx-int8", precision="int8")
     if verify is None:
@@ -185,23 +212,7 @@ def quantize_onnx(
         },
         calibration={k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")},
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / "int8.onnx"
-        onnx.helper.set_model_props(quantized, {METADATA_KEY: json.dumps(manifest)})
-        onnx.save(quantized, str(candidate))
-        d = measure_drift(float_path, candidate, verify, "onnx-int8")
-        manifest["verification"] = {
-            "against": float_path.name,
-            "faces": verify_name,
-            "count": len(verify),
-            "drift_mean_deg": d["mean"],
-            "drift_max_deg": d["max"],
-        }
-        onnx.helper.set_model_props(quantized, {METADATA_KEY: json.dumps(manifest)})
-        onnx.save(quantized, str(candidate))
-        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
-    write_sidecar(output, manifest)
-    return manifest
+    return write_verified(quantized, float_path, output, manifest, verify, verify_name, "onnx-int8")
 
 
 def quantize_with_budget(
