@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.benchmarks.latency import summarise, time_calls
+from fsanet.runtimes.estimator import PoseEstimator
 
 from fsanet.errors import DataError
 
@@ -49,10 +50,6 @@ def _open(model: str, cfg: BenchConfig):
     onnx = model.partition("@")[0].endswith(".onnx")
     options = {"provider": cfg.provider, "denormals_as_zero": cfg.denormals_as_zero} if onnx else {}
     return runtimes.open(model, threads=cfg.threads, **options)
-
-
-def _predict_all(rt, crops: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([rt.predict(crops[i : i + batch]) for i in range(0, len(crops), batch)])
 
 
 def _batch_of(crops: np.ndarray, n: int) -> np.ndarray:
@@ -145,9 +142,9 @@ def run_bench(
                 if cfg.peak_gflops:
                     r["fraction_of_peak"] = r["gflops_per_s"] / cfg.peak_gflops
             if data_crops is not None and data.poses is not None:
-                r["mae"] = mae(_predict_all(rt, data_crops), data.poses)
+                r["mae"] = mae(PoseEstimator(rt).predict(data_crops), data.poses)
             if faces is not None and ref_name:
-                predictions[name] = _predict_all(rt, crops)
+                predictions[name] = PoseEstimator(rt).predict(crops)
             progress.update(1)
         for name in rts:
             if ref_name:

@@ -71,12 +71,13 @@ def _tool_versions() -> dict:
 def verify_against_torch(model, onnx_path: Path, crops: np.ndarray) -> float:
     """Max abs difference in degrees between ONNX Runtime and PyTorch on `crops`."""
     from fsanet.runtimes.base import InputFormat
+    from fsanet.runtimes.estimator import PoseEstimator
     from fsanet.runtimes.onnxruntime import OnnxRuntime
 
     from fsanet.evaluate import predict_torch
 
     with OnnxRuntime(onnx_path, InputFormat(), manifest={"precision": "fp32"}) as rt:
-        got = np.concatenate([rt.predict(crops[i : i + 256]) for i in range(0, len(crops), 256)])
+        got = PoseEstimator(rt, batch=256).predict(crops)
     return float(np.abs(got - predict_torch(model, crops)).max())
 
 

@@ -125,11 +125,12 @@ def measure_drift(float_path: Path, candidate: Path, crops: np.ndarray, stage: s
     """Drift of `candidate` from the float ONNX on `crops`, both through the ONNX Runtime backend."""
     from fsanet.benchmarks.accuracy import drift
     from fsanet.runtimes.base import InputFormat
+    from fsanet.runtimes.estimator import PoseEstimator
     from fsanet.runtimes.onnxruntime import OnnxRuntime
 
     def run(path, manifest=None):
         with OnnxRuntime(path, InputFormat(), manifest=manifest or {"precision": "candidate"}) as rt:
-            return np.concatenate([rt.predict(crops[i : i + 128]) for i in range(0, len(crops), 128)])
+            return PoseEstimator(rt, batch=128).predict(crops)
 
     try:
         return drift(run(candidate), run(float_path))
