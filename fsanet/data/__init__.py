@@ -14,10 +14,13 @@ def open_faces(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
     """Recognise the layout of `path` and return its faces.
 
     `.npz` (official preprocessed), a folder of `.mat` + images (AFLW2000, 300W-LP), of BIWI
-    frames (`frame_*_rgb.png`), or of images with `.pts` landmarks (unlabelled).
+    frames (`frame_*_rgb.png`), or of images with `.pts` landmarks (unlabelled); the string
+    `synthetic`, `synthetic:N` or `synthetic:N:SEED` gives procedural heads (no download).
     """
-    from fsanet.data import biwi, landmarks, mat, npz
+    from fsanet.data import biwi, landmarks, mat, npz, synthetic
 
+    if synthetic.is_spec(path):
+        return synthetic.open_spec(path)
     p = Path(path)
     if p.is_file() and p.suffix == ".npz":
         return npz.npz_file(p, protocol_filter_on)

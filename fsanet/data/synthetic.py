@@ -1,0 +1,443 @@
+"""Procedural synthetic heads with exact (yaw, pitch, roll) labels, in the 300W-LP convention.
+
+Each head is a random `head_mesh.HeadShape` with random skin, hair, eye and lip colours,
+turned by `fsanet.pose.euler_to_matrix(yaw, pitch, roll)`, projected orthographically (the
+weak perspective of 300W-LP, so the label is exactly the pose seen), shaded with a random
+light, drawn over a random background with shoulders, then blurred, noised and sometimes
+JPEG-compressed. The 64x64 crop is the official one (`fsanet.preprocess.official_crop`) on
+the head's 68 projected 3-D landmarks, like 300W-LP's crops.
+
+Head i depends only on (seed, i): `load(i)` renders it on demand, so DataLoader workers can
+render in parallel, and the same (seed, i) gives the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from fsanet import pose as P
+from fsanet.data import head_mesh as H
+from fsanet.data.base import FaceSet
+from fsanet.errors import DataError
+from fsanet.preprocess import official_crop
+
+SPEC = re.compile(r"^synthetic(?::(?P<count>[^:]*)(?::(?P<seed>[^:]*))?)?$")
+DEFAULT_COUNT = 2000
+_POSE_STREAM = 1
+_HEAD_STREAM = 2
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """How heads are drawn. Angles in degrees.
+
+    Default pose distribution (close to 300W-LP's): yaw uniform in +-yaw_range; pitch and roll
+    logistic (near-normal) with standard deviations pitch_sd and roll_sd, truncated to
+    +-pitch_range and +-roll_range. `uniform=True` draws all three uniformly in their range.
+    """
+
+    size: int = 160  # side of the full rendered image
+    yaw_range: float = 90.0
+    pitch_range: float = 60.0
+    roll_range: float = 45.0
+    pitch_sd: float = 16.0
+    roll_sd: float = 12.0
+    uniform: bool = False
+    fill: tuple[float, float] = (0.55, 0.95)  # the official crop box's side over the image side
+
+    def check(self) -> SynthOptions:
+        if not 64 <= self.size <= 1024:
+            raise DataError(f"synthetic: size={self.size} out of range; use 64..1024 pixels")
+        for name in ("yaw_range", "pitch_range", "roll_range"):
+            if not 0 <= getattr(self, name) <= 180:
+                raise DataError(f"synthetic: {name}={getattr(self, name)} must be within 0..180 degrees")
+        if self.pitch_sd <= 0 or self.roll_sd <= 0:
+            raise DataError("synthetic: pitch_sd and roll_sd must be positive")
+        lo, hi = self.fill
+        if not 0.2 <= lo <= hi <= 1.0:
+            raise DataError(f"synthetic: fill={self.fill} must satisfy 0.2 <= low <= high <= 1")
+        return self
+
+
+@dataclass
+class SynthHead:
+    image: np.ndarray  # (size, size, 3) BGR uint8
+    landmarks: np.ndarray  # (68, 2) x, y pixels
+    pose: np.ndarray  # (3,) yaw, pitch, roll degrees
+    model_landmarks: np.ndarray  # (68, 3) the same landmarks on the unturned head (head frame)
+
+
+def synthetic_faces(count: int, seed: int = 0, **options) -> FaceSet:
+    """`count` synthetic heads, rendered lazily from (seed, i). Options: the `SynthOptions`
+    fields, or `poses=` an (count, 3) array of (yaw, pitch, roll) to render instead of drawing."""
+    count, seed = _check_count_seed(count, seed)
+    given = options.pop("poses", None)
+    opts = _options(options)
+    poses = sample_poses(count, seed, opts) if given is None else _check_poses(given, count)
+    source = _Source(seed, poses, opts)
+    names = [f"synthetic[{seed}:{i}]" for i in range(count)]
+    return FaceSet(f"synthetic:{count}:{seed}", names, source.load, poses.astype(np.float32), {}, source.raw)
+
+
+@dataclass
+class _Source:
+    """The loader of a synthetic set: a plain object, so a FaceSet pickles into spawned workers."""
+
+    seed: int
+    poses: np.ndarray
+    opts: SynthOptions
+
+    def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Full image (size x size BGR) and its (68, 2) landmarks."""
+        head = render(self.seed, _index(i, len(self.poses)), self.poses[i], self.opts)
+        return head.image, head.landmarks
+
+    def load(self, i: int) -> np.ndarray:
+        """The official 64x64 crop."""
+        return official_crop(*self.raw(i))
+
+
+def open_spec(spec: str) -> FaceSet:
+    """`synthetic`, `synthetic:N` or `synthetic:N:SEED` -> `synthetic_faces(N, SEED)`."""
+    m = SPEC.match(spec)
+    if not m:
+        raise DataError(f"{spec!r}: not a synthetic data spec; write synthetic, synthetic:N or synthetic:N:SEED")
+    count, seed = m.group("count"), m.group("seed")
+    try:
+        n = DEFAULT_COUNT if count in (None, "") else int(count)
+        s = 0 if seed in (None, "") else int(seed)
+    except ValueError:
+        raise DataError(f"{spec!r}: N and SEED must be integers, as in synthetic:2000:0") from None
+    return synthetic_faces(n, s)
+
+
+def is_spec(path) -> bool:
+    return isinstance(path, str) and path.split(":", 1)[0] == "synthetic"
+
+
+def sample_poses(count: int, seed: int, opts: SynthOptions) -> np.ndarray:
+    """(count, 3) poses; row i does not depend on count (one uniform stream, read in order)."""
+    u = np.random.default_rng([seed, _POSE_STREAM]).random((count, 3))
+    ranges = np.array([opts.yaw_range, opts.pitch_range, opts.roll_range])
+    if opts.uniform:
+        return (2.0 * u - 1.0) * ranges
+    out = np.empty((count, 3))
+    out[:, 0] = (2.0 * u[:, 0] - 1.0) * opts.yaw_range
+    out[:, 1] = _truncated_logistic(u[:, 1], opts.pitch_sd, opts.pitch_range)
+    out[:, 2] = _truncated_logistic(u[:, 2], opts.roll_sd, opts.roll_range)
+    return out
+
+
+def _truncated_logistic(u, sd: float, limit: float):
+    """Inverse CDF of a logistic with standard deviation `sd`, truncated to +-limit."""
+    s = sd * np.sqrt(3.0) / np.pi
+    lo, hi = 1.0 / (1.0 + np.exp(limit / s)), 1.0 / (1.0 + np.exp(-limit / s))
+    p = lo + u * (hi - lo)
+    return s * np.log(p / (1.0 - p))
+
+
+# --- one head -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Scene:
+    shape: H.HeadShape
+    colours: dict
+    light: np.ndarray  # unit vector towards the light, camera frame
+    ambient: float
+    diffuse: float
+    specular: float
+
+
+def render(seed: int, i: int, angles, opts: SynthOptions = SynthOptions()) -> SynthHead:
+    """Head i of `seed`, turned to `angles` (yaw, pitch, roll), on a size x size canvas."""
+    import cv2
+
+    rng = np.random.default_rng([seed, _HEAD_STREAM, i])
+    scene = _sample_scene(rng)
+    rot = P.euler_to_matrix(*angles)
+    size = opts.size
+    model = H.landmarks_3d(scene.shape)
+    lm = model @ rot.T
+    scale, shift = _placement(lm, size, opts, rng)
+    image = _background(rng, size)
+    verts, normals, attrs, tris, base = _meshes(scene.shape, rot, angles)
+    x, y = verts[:, 0] * scale + shift[0], verts[:, 1] * scale + shift[1]
+    _shoulders(image, rng, base[:2] * scale + shift, scale)
+    from fsanet.data.raster import rasterize
+
+    pix, tri, bary = rasterize(x, y, verts[:, 2], tris, size, size)
+    colour = _shade(scene, tris[tri], bary, normals, attrs)
+    image.reshape(-1, 3)[pix] = colour
+    image = _camera(rng, image, cv2)
+    landmarks = lm[:, :2] * scale + shift
+    return SynthHead(image, landmarks, np.asarray(angles, dtype=np.float64), model)
+
+
+def _placement(lm: np.ndarray, size: int, opts: SynthOptions, rng) -> tuple[float, np.ndarray]:
+    """Pixels per unit and offset so the official crop box fills `fill` of the image, inside it."""
+    x0, y0, x1, y1 = lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()
+    side = (1.0 + 2 * 0.6) * max(x1 - x0, y1 - y0)
+    scale = rng.uniform(*opts.fill) * (size - 2) / side
+    w, h = (1 + 2 * 0.6) * (x1 - x0) * scale, (1 + 2 * 0.6) * (y1 - y0) * scale
+    cx = rng.uniform(w / 2 + 1, size - 1 - w / 2) if size - 2 > w else size / 2
+    cy = rng.uniform(h / 2 + 1, size - 1 - h / 2) if size - 2 > h else size / 2
+    return scale, np.array([cx - (x0 + x1) / 2 * scale, cy - (y0 + y1) / 2 * scale])
+
+
+@lru_cache(maxsize=1)
+def _head_grid():
+    return H.grid()
+
+
+def _meshes(shape: H.HeadShape, rot: np.ndarray, angles):
+    """Head and neck in the camera frame: vertices, normals, (theta, phi, neck), triangles and
+    the centre of the neck's base. The neck's top turns with the head, its base only by a third
+    of the pose (the body stays nearly still)."""
+    theta, phi, tris = _head_grid()
+    n_phi, n_theta = len(np.unique(phi)), len(np.unique(theta))
+    head = H.surface(theta, phi, shape)
+    normals = _grid_normals(head.reshape(n_phi, n_theta, 3), outward_rows_first=True).reshape(-1, 3)
+    neck, neck_n, neck_tris, base = _neck(rot, np.asarray(angles) / 3.0)
+    verts = np.concatenate([head @ rot.T, neck])
+    normals = np.concatenate([normals @ rot.T, neck_n])
+    attrs = np.zeros((len(verts), 3))
+    attrs[: len(head), 0], attrs[: len(head), 1] = theta, phi
+    attrs[len(head) :, 2] = 1.0
+    return verts, normals, attrs, np.concatenate([tris, neck_tris + len(head)]), base
+
+
+def _neck(rot, body_angles, n_around: int = 24, n_along: int = 6):
+    alpha = np.linspace(-np.pi, np.pi, n_around)
+    t = np.linspace(0.0, 1.0, n_along)
+    a, tt = np.meshgrid(alpha, t)
+    r = 0.5 * (1.0 + 0.15 * tt)
+    local = np.stack([r * np.sin(a), 0.55 + 2.2 * tt, -0.2 + r * np.cos(a)], -1)
+    body = P.euler_to_matrix(*body_angles)
+    mats = rot[None] * (1 - t)[:, None, None] + body[None] * t[:, None, None]
+    pts = np.einsum("rij,rcj->rci", mats, local)
+    normals = _grid_normals(pts, outward_rows_first=False).reshape(-1, 3)
+    i = np.arange((n_along - 1) * (n_around - 1))
+    v00 = (i // (n_around - 1)) * n_around + i % (n_around - 1)
+    v01, v10 = v00 + 1, v00 + n_around
+    tris = np.concatenate([np.stack([v00, v10 + 1, v01], 1), np.stack([v00, v10, v10 + 1], 1)])
+    return pts.reshape(-1, 3), normals, tris, pts[-1].mean(0)
+
+
+def _grid_normals(pts: np.ndarray, outward_rows_first: bool) -> np.ndarray:
+    d_row, d_col = np.gradient(pts, axis=(0, 1))
+    n = np.cross(d_row, d_col) if outward_rows_first else np.cross(d_col, d_row)
+    return n / np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-9)
+
+
+def _shade(scene: _Scene, vert_ids, bary, normals, attrs) -> np.ndarray:
+    """Lambert + ambient + a little specular on the per-pixel albedo, -> uint8 BGR."""
+    w = bary[..., None]
+    n = (normals[vert_ids] * w).sum(1)
+    n /= np.linalg.norm(n, axis=1, keepdims=True).clip(1e-9)
+    a = (attrs[vert_ids] * w).sum(1)
+    neck = a[:, 2] > 0.5
+    albedo = H.albedo(a[:, 0], a[:, 1], scene.shape, scene.colours)
+    albedo[neck] = np.asarray(scene.colours["skin"]) * 0.85
+    lam = np.clip(n @ scene.light, 0.0, 1.0)
+    half = scene.light + np.array([0.0, 0.0, 1.0])
+    half /= np.linalg.norm(half)
+    spec = scene.specular * np.clip(n @ half, 0.0, 1.0) ** 24
+    shine = 1.0 - 0.8 * H.hair_mask(a[:, 0], a[:, 1], scene.shape)
+    rgb = albedo * (scene.ambient + scene.diffuse * lam)[:, None] + (spec * shine)[:, None]
+    return np.clip(rgb * 255.0, 0, 255).astype(np.uint8)
+
+
+# --- random appearance ---------------------------------------------------------------------
+
+_SKIN_LIGHT = np.array([0.70, 0.80, 0.96])  # BGR
+_SKIN_DARK = np.array([0.14, 0.22, 0.38])
+_HAIR = (
+    ((0.04, 0.04, 0.05), 0.35),  # black
+    ((0.07, 0.12, 0.20), 0.25),  # dark brown
+    ((0.14, 0.26, 0.42), 0.15),  # brown
+    ((0.38, 0.62, 0.80), 0.10),  # blond
+    ((0.08, 0.20, 0.55), 0.05),  # red
+    ((0.60, 0.60, 0.62), 0.10),  # grey
+)
+_IRIS = ((0.05, 0.12, 0.25), (0.45, 0.30, 0.15), (0.25, 0.35, 0.20), (0.04, 0.06, 0.10))
+
+
+def _sample_scene(rng) -> _Scene:
+    u = rng.uniform
+    shape = H.HeadShape(
+        height=u(1.3, 1.5),
+        front=u(1.05, 1.25),
+        back=u(1.15, 1.35),
+        jaw=u(0.12, 0.35),
+        chin=u(0.05, 0.18),
+        eye_theta=u(18.5, 23.5),
+        eye_phi=u(3.0, 9.0),
+        eye_w=u(7.5, 10.0),
+        eye_h=u(2.4, 4.0),
+        brow_gap=u(7.0, 10.0),
+        brow_thick=u(1.8, 3.6),
+        nose_tip=u(-21.0, -15.0),
+        nose_len=u(0.24, 0.40),
+        nose_w=u(5.5, 8.5),
+        mouth_phi=u(-38.0, -30.0),
+        mouth_w=u(12.0, 18.0),
+        lips=u(2.8, 5.0),
+        ear=u(0.10, 0.22),
+        hairline=u(24.0, 45.0) if u() > 0.06 else 85.0,
+        hair_back=u(-55.0, -15.0),
+        hair=u(0.02, 0.16),
+        beard=u(0.2, 0.8) if u() < 0.15 else 0.0,
+    )
+    skin = _SKIN_DARK + (_SKIN_LIGHT - _SKIN_DARK) * u() ** 0.7 + rng.normal(0, 0.03, 3)
+    hair_choices, weights = zip(*_HAIR, strict=True)
+    hair = np.array(hair_choices[rng.choice(len(hair_choices), p=np.array(weights) / sum(weights))])
+    hair = np.clip(hair * u(0.8, 1.2) + rng.normal(0, 0.02, 3), 0.0, 1.0)
+    colours = {
+        "skin": np.clip(skin, 0.05, 1.0),
+        "hair": hair,
+        "brows": np.minimum(hair, skin * 0.45) * u(0.6, 1.0),
+        "lips": np.clip(skin * np.array([0.72, 0.68, 0.95]) * u(0.75, 1.0), 0.0, 1.0),
+        "iris": np.array(_IRIS[rng.integers(len(_IRIS))]),
+        "sclera": np.array([0.85, 0.88, 0.90]) * u(0.7, 0.95),
+        "gaze": u(-3.0, 3.0),
+    }
+    light = np.array([u(-1.0, 1.0), u(-1.0, 0.6), u(0.3, 1.2)])
+    return _Scene(shape, colours, light / np.linalg.norm(light), u(0.25, 0.5), u(0.5, 0.85), u(0.0, 0.25))
+
+
+def _background(rng, size: int) -> np.ndarray:
+    """Flat, gradient, smooth noise or clutter, as uint8 BGR."""
+    import cv2
+
+    kind = rng.integers(4)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    if kind == 0:
+        img = np.broadcast_to(c0, (size, size, 3)).copy()
+    elif kind == 1:
+        t = np.linspace(0.0, 1.0, size)[:, None, None]
+        img = c0 + (c1 - c0) * t
+        img = img.transpose(1, 0, 2) if rng.integers(2) else img
+        img = np.broadcast_to(img, (size, size, 3))
+    else:
+        cells = int(rng.integers(2, 8))
+        small = rng.uniform(0, 255, (cells, cells, 3))
+        img = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if kind == 3:
+        _clutter(img, rng)
+    return img
+
+
+def _clutter(img: np.ndarray, rng) -> None:
+    import cv2
+
+    size = img.shape[0]
+    for _ in range(int(rng.integers(3, 12))):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        p, q = rng.integers(0, size, 2), rng.integers(0, size, 2)
+        shape = rng.integers(3)
+        if shape == 0:
+            cv2.rectangle(img, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, -1)
+        elif shape == 1:
+            cv2.circle(img, tuple(int(v) for v in p), int(rng.integers(3, size // 4)), colour, -1, cv2.LINE_AA)
+        else:
+            cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, int(rng.integers(1, 6)))
+
+
+def _shoulders(img: np.ndarray, rng, neck_base, scale: float) -> None:
+    import cv2
+
+    colour = tuple(float(v) for v in rng.uniform(20, 230, 3))
+    centre = (int(round(neck_base[0])), int(round(neck_base[1] + 0.9 * scale)))
+    axes = (int(scale * rng.uniform(2.0, 2.6)), int(scale * rng.uniform(1.0, 1.4)))
+    cv2.ellipse(img, centre, axes, 0, 180, 360, colour, -1, cv2.LINE_AA)
+
+
+def _camera(rng, img: np.ndarray, cv2) -> np.ndarray:
+    """Blur, sensor noise and JPEG compression, each at a random strength."""
+    sigma = rng.uniform(0.0, 1.2)
+    if sigma > 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    noise = rng.uniform(0.0, 6.0)
+    img = np.clip(img + rng.normal(0.0, noise, img.shape), 0, 255).astype(np.uint8)
+    if rng.uniform() < 0.5:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))])
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return img
+
+
+# --- argument checks and files -------------------------------------------------------------
+
+
+def _check_count_seed(count, seed) -> tuple[int, int]:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
+        raise DataError(f"synthetic: count={count!r} must be a positive integer (the number of heads)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"synthetic: seed={seed!r} must be a non-negative integer")
+    return int(count), int(seed)
+
+
+def _options(options: dict) -> SynthOptions:
+    known = {f.name for f in fields(SynthOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise DataError(f"synthetic: unknown option(s) {', '.join(unknown)}; known: poses, {', '.join(sorted(known))}")
+    return SynthOptions(**options).check()
+
+
+def _check_poses(poses, count: int) -> np.ndarray:
+    a = np.asarray(poses, dtype=np.float64)
+    if a.shape != (count, 3) or not np.isfinite(a).all():
+        raise DataError(f"synthetic: poses must be a finite ({count}, 3) array of yaw, pitch, roll; got {a.shape}")
+    return a
+
+
+def _index(i, count: int) -> int:
+    if not 0 <= i < count:
+        raise IndexError(f"synthetic head {i} out of range 0..{count - 1}")
+    return int(i)
+
+
+def write_npz(faces: FaceSet, path: str | Path) -> Path:
+    """The faces as an official preprocessed `.npz` (`image` (N,64,64,3) uint8 BGR, `pose` (N,3))."""
+    from fsanet.files import atomic_write
+
+    images, poses = faces.images(progress=True), np.asarray(faces.poses, dtype=np.float32)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, image=images, pose=poses)
+
+    return atomic_write(path, write)
+
+
+def contact_sheet(faces: FaceSet, path: str | Path, count: int = 64, columns: int = 8) -> Path:
+    """A PNG grid of the first `count` crops with their pose axes drawn (x red, y green, z blue)."""
+    import cv2
+
+    from fsanet.files import atomic_write
+
+    n = min(count, len(faces))
+    tiles = []
+    for i in range(n):
+        tile = cv2.resize(faces.load(i), (128, 128), interpolation=cv2.INTER_NEAREST)
+        P.draw_axes(tile, faces.poses[i], (64, 64), size=40, thickness=1)
+        tiles.append(tile)
+    tiles += [np.zeros_like(tiles[0])] * (-n % columns)
+    rows = [np.concatenate(tiles[r : r + columns], 1) for r in range(0, len(tiles), columns)]
+    sheet = np.concatenate(rows, 0)
+
+    def write(tmp):
+        ok, buf = cv2.imencode(".png", sheet)
+        Path(tmp).write_bytes(buf.tobytes())
+
+    return atomic_write(path, write)
+
+
+__all__ = ["SynthHead", "SynthOptions", "contact_sheet", "open_spec", "render", "synthetic_faces", "write_npz"]
