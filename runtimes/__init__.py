@@ -14,7 +14,7 @@ from fsanet.errors import DataError
 
 __all__ = ["InputFormat", "Runtime", "TensorSpec", "open", "split_spec"]
 
-BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite"}
+BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite", ".engine": "tensorrt", ".plan": "tensorrt"}
 
 
 def split_spec(model: str) -> tuple[str, InputFormat | None]:
@@ -27,7 +27,8 @@ def open(path: str | Path, input_format: InputFormat | None = None, threads: int
     """Load a model file with the backend its suffix calls for.
 
     `path` may carry an input format for foreign files without a manifest: `file.onnx@nhwc,bgr`.
-    Options: `provider` ("cpu", "cuda", "tensorrt") for ONNX, `device` for PyTorch.
+    Options: `provider` ("cpu", "cuda", "tensorrt") for ONNX, `device` for PyTorch. TensorRT engines
+    (`.engine`, `.plan`) run on the GPU that built them.
     """
     path, spec = split_spec(str(path))
     input_format = input_format or spec
@@ -47,4 +48,8 @@ def open(path: str | Path, input_format: InputFormat | None = None, threads: int
         from fsanet.runtimes.tflite import TFLiteRuntime
 
         return TFLiteRuntime(p, input_format, threads=threads, **options)
+    if backend == "tensorrt":
+        from fsanet.runtimes.tensorrt import TensorRTRuntime
+
+        return TensorRTRuntime(p, input_format, threads=threads, **options)
     raise DataError(f"{p}: no runtime for '{p.suffix}' files; supported: {', '.join(sorted(BACKENDS))}")
