@@ -73,6 +73,24 @@ def _predict(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from fsanet.demo import run_demo
+
+    summary = run_demo(
+        args.sources,
+        args.model,
+        args.output,
+        detector=args.detector,
+        show=args.show,
+        max_frames=args.max_frames,
+        columns=args.montage,
+        landmarks=args.landmarks,
+        threads=args.threads,
+    )
+    print("\n".join(summary.lines + [summary.describe()]))
+    return 0
+
+
 def _bench(args) -> int:
     from fsanet.benchmarks.bench import BenchConfig, run_bench
     from fsanet.benchmarks.budget import check, load_budget
@@ -182,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int)
     s.add_argument("--json", action="store_true", help="one JSON object per face")
     s.set_defaults(run=_predict)
+
+    s = sub.add_parser("demo", help="detect faces, draw their axes and angles on images, a video or a camera")
+    s.add_argument("sources", nargs="+", metavar="IMAGE|DIR|VIDEO|CAMERA", help="images/folders, a video, or 0")
+    s.add_argument("-m", "--model", help="any artifact (.pt, .onnx, .tflite); foreign files as FILE@nhwc,bgr,raw")
+    s.add_argument("-o", "--output", help="out.jpg|out.png, out_dir/ (one file per image) or out.mp4|out.avi")
+    s.add_argument("--detector", default="haar", help="haar (OpenCV's), haar:XML, lbp:XML (the authors') or yunet:ONNX")
+    s.add_argument("--show", action="store_true", help="also show the result in a window (needs a GUI OpenCV)")
+    s.add_argument("--max-frames", type=int, help="stop a video or camera after this many frames")
+    s.add_argument("--montage", type=int, metavar="COLUMNS", help="all images as one picture -o FILE, COLUMNS wide")
+    s.add_argument("--landmarks", action="store_true", help="also draw the .pts landmarks found beside an image")
+    s.add_argument("--threads", type=int)
+    s.set_defaults(run=_demo)
 
     s = sub.add_parser("bench", help="latency, accuracy and drift of artifacts side by side, with a budget")
     s.add_argument("models", nargs="+", help="artifacts; foreign ONNX as FILE@nhwc|nchw,bgr|rgb,raw|mean=M,std=S")

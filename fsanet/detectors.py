@@ -1,0 +1,102 @@
+"""Face detectors for the demo, loaded once and called per frame: image -> boxes, largest first.
+
+`open_detector(spec)` takes:
+  haar         OpenCV's frontal-face Haar cascade (ships with opencv-python-headless 4.x)
+  haar:PATH    another Haar cascade XML
+  lbp:PATH     an LBP cascade, run as the authors' demo ran it (scale 1.1, no histogram
+               equalisation); their file is lbpcascade_frontalface_improved.xml
+  yunet:PATH   OpenCV's YuNet CNN (cv2.FaceDetectorYN) with its ONNX model file
+Boxes are integer (x0, y0, x1, y1), clipped to the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.errors import DataError
+
+SPECS = "haar, haar:PATH, lbp:PATH or yunet:PATH"
+
+
+def _clip(boxes, shape, min_side: int = 2) -> list[tuple[int, int, int, int]]:
+    h, w = shape[:2]
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        b = (max(0, int(x0)), max(0, int(y0)), min(w - 1, int(x1)), min(h - 1, int(y1)))
+        if b[2] - b[0] >= min_side and b[3] - b[1] >= min_side:
+            out.append(b)
+    return sorted(out, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+
+def _existing(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such {what} file (--detector {SPECS})")
+    return p
+
+
+class CascadeDetector:
+    """An OpenCV cascade (Haar or LBP) with fixed detectMultiScale settings."""
+
+    def __init__(self, path: Path, equalize: bool, min_neighbors: int, min_size: int = 24):
+        import cv2
+
+        self.name = Path(path).name
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise DataError(f"{path}: not a readable OpenCV cascade XML file (--detector {SPECS})")
+        self.equalize, self.min_neighbors, self.min_size = equalize, min_neighbors, min_size
+
+    def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        import cv2
+
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if self.equalize:
+            grey = cv2.equalizeHist(grey)
+        size = (self.min_size, self.min_size)
+        found = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=size)
+        return _clip([(x, y, x + w, y + h) for x, y, w, h in found], image.shape)
+
+
+class YuNetDetector:
+    """OpenCV's YuNet face detector (cv2.FaceDetectorYN); its input size follows each frame."""
+
+    def __init__(self, path: Path, score: float = 0.6, nms: float = 0.3):
+        import cv2
+
+        self.name = Path(path).name
+        try:
+            self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms)
+        except cv2.error as e:
+            raise DataError(f"{path}: OpenCV cannot load it as a YuNet ONNX model ({e.err.strip()})") from None
+        self.size = (320, 320)
+
+    def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        size = (image.shape[1], image.shape[0])
+        if size != self.size:
+            self.net.setInputSize(size)
+            self.size = size
+        _, found = self.net.detect(image)
+        rows = [] if found is None else found[:, :4]
+        return _clip([(x, y, x + w, y + h) for x, y, w, h in rows], image.shape)
+
+
+def open_detector(spec: str = "haar"):
+    """A callable image -> boxes from a --detector value."""
+    kind, _, path = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind == "haar":
+        from fsanet.detect import cascade_path
+
+        p = _existing(path, "Haar cascade") if path else cascade_path()
+        return CascadeDetector(p, equalize=True, min_neighbors=5)
+    if kind == "lbp" and path:
+        return CascadeDetector(_existing(path, "LBP cascade"), equalize=False, min_neighbors=3)
+    if kind == "yunet" and path:
+        return YuNetDetector(_existing(path, "YuNet model"))
+    raise DataError(
+        f"--detector {spec!r}: use {SPECS} (for example "
+        "lbp:../shared/data/official/lbpcascade_frontalface_improved.xml, the authors' detector)"
+    )
