@@ -14,7 +14,7 @@ import numpy as np
 
 _DEPTH_LEVELS = (1 << 23) - 1
 _ID_BITS = 32
-_BOX_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+_BOX_SIZES = (1, 2, 3, 5, 8, 16, 32)
 _EPS = 1e-7  # pixel centres on a shared edge belong to both triangles: no cracks
 
 
@@ -27,22 +27,24 @@ def rasterize(x, y, depth, tris: np.ndarray, height: int, width: int, cull: bool
     tri (P,) triangle indices, bary (P, 3)) for the P covered pixels.
     """
     ia, ib, ic = np.ascontiguousarray(tris.T)
+    area = (x[ib] - x[ia]) * (y[ic] - y[ia]) - (y[ib] - y[ia]) * (x[ic] - x[ia])
+    # y down: counter-clockwise on screen has negative area
+    ids = np.flatnonzero(area < 0) if cull else np.flatnonzero(area != 0)
+    ia, ib, ic, area = ia[ids], ib[ids], ic[ids], area[ids]
     tx, ty = np.stack([x[ia], x[ib], x[ic]], 1), np.stack([y[ia], y[ib], y[ic]], 1)  # (T, 3)
-    area = (tx[:, 1] - tx[:, 0]) * (ty[:, 2] - ty[:, 0]) - (ty[:, 1] - ty[:, 0]) * (tx[:, 2] - tx[:, 0])
-    keep = area < 0 if cull else area != 0  # y down: counter-clockwise on screen has negative area
     x0 = np.maximum(np.ceil(_min3(tx) - 0.5), 0).astype(np.int64)
     y0 = np.maximum(np.ceil(_min3(ty) - 0.5), 0).astype(np.int64)
     x1 = np.minimum(np.floor(_max3(tx) - 0.5), width - 1).astype(np.int64)
     y1 = np.minimum(np.floor(_max3(ty) - 0.5), height - 1).astype(np.int64)
-    keep &= (x1 >= x0) & (y1 >= y0)
-    ids = np.flatnonzero(keep)
-    if not ids.size:
+    keep = np.flatnonzero((x1 >= x0) & (y1 >= y0))  # boxes holding at least one pixel centre
+    if not keep.size:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
-    tx, ty, area, x0, y0, x1, y1 = tx[ids], ty[ids], area[ids], x0[ids], y0[ids], x1[ids], y1[ids]
+    ids, tx, ty, area = ids[keep], tx[keep], ty[keep], area[keep]
+    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
     extent = np.maximum(x1 - x0, y1 - y0) + 1
     if extent.max() > _BOX_SIZES[-1]:
         raise ValueError(f"a triangle spans {extent.max()} pixels; subdivide the mesh (limit {_BOX_SIZES[-1]})")
-    planes = _planes(tx, ty, area, depth[tris[ids]])  # (T', 12)
+    planes = _planes(tx, ty, area, np.stack([depth[ia[keep]], depth[ib[keep]], depth[ic[keep]]], 1))
     zmin, zmax = float(depth.min()), float(depth.max())
     zscale = _DEPTH_LEVELS / max(zmax - zmin, 1e-9)
     pix, cand, key = [], [], []
@@ -87,13 +89,14 @@ def _planes(tx, ty, area, z) -> np.ndarray:
     """(T, 12): (x, y, 1) coefficients of the weights of vertices a, b, c and of the depth."""
     inv = 1.0 / area
     (ax, bx, cx), (ay, by, cy) = tx.T, ty.T
+    q = np.empty((len(area), 12))
     # the weight of vertex a at p is cross(b - p, c - p) / area, linear in p
-    wa = np.stack([(by - cy) * inv, (cx - bx) * inv, (bx * cy - by * cx) * inv], 1)
-    wb = np.stack([(cy - ay) * inv, (ax - cx) * inv, (cx * ay - cy * ax) * inv], 1)
-    wc = -wa - wb
-    wc[:, 2] += 1.0
-    depth = wa * z[:, :1] + wb * z[:, 1:2] + wc * z[:, 2:]
-    return np.concatenate([wa, wb, wc, depth], 1)
+    q[:, 0], q[:, 1], q[:, 2] = (by - cy) * inv, (cx - bx) * inv, (bx * cy - by * cx) * inv
+    q[:, 3], q[:, 4], q[:, 5] = (cy - ay) * inv, (ax - cx) * inv, (cx * ay - cy * ax) * inv
+    q[:, 6:9] = -q[:, 0:3] - q[:, 3:6]
+    q[:, 8] += 1.0
+    q[:, 9:12] = q[:, 0:3] * z[:, :1] + q[:, 3:6] * z[:, 1:2] + q[:, 6:9] * z[:, 2:]
+    return q
 
 
 def _candidates(planes, x0, y0, x1, y1, k, width):

@@ -28,6 +28,7 @@ from fsanet.preprocess import official_crop
 
 SPEC = re.compile(r"^synthetic(?::(?P<count>[^:]*)(?::(?P<seed>[^:]*))?)?$")
 DEFAULT_COUNT = 2000
+_BODY_FOLLOWS = np.array([0.3, 0.3, 0.6])  # fraction of (yaw, pitch, roll) the shoulders follow
 _POSE_STREAM = 1
 _HEAD_STREAM = 2
 
@@ -41,14 +42,14 @@ class SynthOptions:
     +-pitch_range and +-roll_range. `uniform=True` draws all three uniformly in their range.
     """
 
-    size: int = 160  # side of the full rendered image
+    size: int = 128  # side of the full rendered image
     yaw_range: float = 90.0
     pitch_range: float = 60.0
     roll_range: float = 45.0
     pitch_sd: float = 16.0
     roll_sd: float = 12.0
     uniform: bool = False
-    fill: tuple[float, float] = (0.55, 0.95)  # the official crop box's side over the image side
+    fill: tuple[float, float] = (0.5, 0.9)  # the official crop box's side over the image side
 
     def check(self) -> SynthOptions:
         if not 64 <= self.size <= 1024:
@@ -168,7 +169,7 @@ def render(seed: int, i: int, angles, opts: SynthOptions = SynthOptions()) -> Sy
     image = _background(rng, size)
     verts, normals, attrs, tris, base = _meshes(scene.shape, rot, angles)
     x, y = verts[:, 0] * scale + shift[0], verts[:, 1] * scale + shift[1]
-    _shoulders(image, rng, base[:2] * scale + shift, scale)
+    _shoulders(image, rng, base[:2] * scale + shift, scale, angles[2] * _BODY_FOLLOWS[2])
     from fsanet.data.raster import rasterize
 
     pix, tri, bary = rasterize(x, y, verts[:, 2], tris, size, size)
@@ -192,22 +193,25 @@ def _placement(lm: np.ndarray, size: int, opts: SynthOptions, rng) -> tuple[floa
 
 @lru_cache(maxsize=1)
 def _head_grid():
-    return H.grid()
+    """(n_phi, n_theta) parameter grids and the triangles over their flattened vertices."""
+    theta, phi, tris = H.grid()
+    rows = int(np.count_nonzero(theta == theta[0]))
+    return theta.reshape(rows, -1), phi.reshape(rows, -1), tris
 
 
 def _meshes(shape: H.HeadShape, rot: np.ndarray, angles):
     """Head and neck in the camera frame: vertices, normals, (theta, phi, neck), triangles and
-    the centre of the neck's base. The neck's top turns with the head, its base only by a third
-    of the pose (the body stays nearly still)."""
+    the centre of the neck's base. The neck's top turns with the head, its base (the body) by
+    `_BODY_FOLLOWS` of each angle: a person tilting the head sideways often leans the body too,
+    and 300W-LP's rolled faces mostly come with rolled shoulders."""
     theta, phi, tris = _head_grid()
-    n_phi, n_theta = len(np.unique(phi)), len(np.unique(theta))
     head = H.surface(theta, phi, shape)
-    normals = _grid_normals(head.reshape(n_phi, n_theta, 3), outward_rows_first=True).reshape(-1, 3)
-    neck, neck_n, neck_tris, base = _neck(rot, np.asarray(angles) / 3.0)
+    normals = _grid_normals(head.reshape(theta.shape + (3,)), outward_rows_first=True).reshape(-1, 3)
+    neck, neck_n, neck_tris, base = _neck(rot, np.asarray(angles) * _BODY_FOLLOWS)
     verts = np.concatenate([head @ rot.T, neck])
     normals = np.concatenate([normals @ rot.T, neck_n])
     attrs = np.zeros((len(verts), 3))
-    attrs[: len(head), 0], attrs[: len(head), 1] = theta, phi
+    attrs[: len(head), 0], attrs[: len(head), 1] = theta.reshape(-1), phi.reshape(-1)
     attrs[len(head) :, 2] = 1.0
     return verts, normals, attrs, np.concatenate([tris, neck_tris + len(head)]), base
 
@@ -216,8 +220,8 @@ def _neck(rot, body_angles, n_around: int = 24, n_along: int = 6):
     alpha = np.linspace(-np.pi, np.pi, n_around)
     t = np.linspace(0.0, 1.0, n_along)
     a, tt = np.meshgrid(alpha, t)
-    r = 0.5 * (1.0 + 0.15 * tt)
-    local = np.stack([r * np.sin(a), 0.55 + 2.2 * tt, -0.2 + r * np.cos(a)], -1)
+    r = 0.6 * (1.0 + 0.2 * tt**2)
+    local = np.stack([r * np.sin(a), 0.5 + 1.5 * tt, -0.25 + r * np.cos(a)], -1)
     body = P.euler_to_matrix(*body_angles)
     mats = rot[None] * (1 - t)[:, None, None] + body[None] * t[:, None, None]
     pts = np.einsum("rij,rcj->rci", mats, local)
@@ -271,11 +275,12 @@ _IRIS = ((0.05, 0.12, 0.25), (0.45, 0.30, 0.15), (0.25, 0.35, 0.20), (0.04, 0.06
 def _sample_scene(rng) -> _Scene:
     u = rng.uniform
     shape = H.HeadShape(
-        height=u(1.3, 1.5),
+        height=u(1.42, 1.62),
         front=u(1.05, 1.25),
         back=u(1.15, 1.35),
         jaw=u(0.12, 0.35),
-        chin=u(0.05, 0.18),
+        chin=u(0.08, 0.22),
+        chin_phi=u(-70.0, -62.0),
         eye_theta=u(18.5, 23.5),
         eye_phi=u(3.0, 9.0),
         eye_w=u(7.5, 10.0),
@@ -283,9 +288,9 @@ def _sample_scene(rng) -> _Scene:
         brow_gap=u(7.0, 10.0),
         brow_thick=u(1.8, 3.6),
         nose_tip=u(-21.0, -15.0),
-        nose_len=u(0.24, 0.40),
+        nose_len=u(0.34, 0.50),
         nose_w=u(5.5, 8.5),
-        mouth_phi=u(-38.0, -30.0),
+        mouth_phi=u(-40.0, -33.0),
         mouth_w=u(12.0, 18.0),
         lips=u(2.8, 5.0),
         ear=u(0.10, 0.22),
@@ -350,13 +355,13 @@ def _clutter(img: np.ndarray, rng) -> None:
             cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, int(rng.integers(1, 6)))
 
 
-def _shoulders(img: np.ndarray, rng, neck_base, scale: float) -> None:
+def _shoulders(img: np.ndarray, rng, neck_base, scale: float, roll: float) -> None:
     import cv2
 
     colour = tuple(float(v) for v in rng.uniform(20, 230, 3))
-    centre = (int(round(neck_base[0])), int(round(neck_base[1] + 0.9 * scale)))
-    axes = (int(scale * rng.uniform(2.0, 2.6)), int(scale * rng.uniform(1.0, 1.4)))
-    cv2.ellipse(img, centre, axes, 0, 180, 360, colour, -1, cv2.LINE_AA)
+    centre = (int(round(neck_base[0])), int(round(neck_base[1] + 1.2 * scale)))
+    axes = (int(scale * rng.uniform(2.6, 3.3)), int(scale * rng.uniform(1.3, 1.7)))
+    cv2.ellipse(img, centre, axes, float(roll), 180, 360, colour, -1, cv2.LINE_AA)
 
 
 def _camera(rng, img: np.ndarray, cv2) -> np.ndarray:
@@ -365,7 +370,7 @@ def _camera(rng, img: np.ndarray, cv2) -> np.ndarray:
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     noise = rng.uniform(0.0, 6.0)
-    img = np.clip(img + rng.normal(0.0, noise, img.shape), 0, 255).astype(np.uint8)
+    img = np.clip(img + noise * rng.standard_normal(img.shape, dtype=np.float32), 0, 255).astype(np.uint8)
     if rng.uniform() < 0.5:
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)

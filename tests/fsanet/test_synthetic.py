@@ -138,7 +138,7 @@ def test_out_of_range_index_is_an_index_error():
 def test_options_shape_the_pose_distribution():
     faces = synthetic_faces(500, 0, yaw_range=30, pitch_range=10, roll_range=5, uniform=True)
     assert np.abs(faces.poses).max(0) == pytest.approx([30, 10, 5], abs=0.5)
-    assert SynthOptions().size == 160
+    assert SynthOptions().size == 128
 
 
 def test_cli_writes_a_readable_npz_and_sheet(tmp_path):
