@@ -143,17 +143,6 @@ def _synth(args) -> int:
     return 0
 
 
-def _synth(args) -> int:
-    from fsanet.data.synthetic import contact_sheet, synthetic_faces, write_npz
-
-    faces = synthetic_faces(args.count, args.seed, size=args.size)
-    write_npz(faces, args.output)
-    print(f"wrote {args.output}: {len(faces)} synthetic heads, seed {args.seed} ('image' (N,64,64,3) BGR, 'pose')")
-    if args.sheet:
-        print(f"wrote {contact_sheet(faces, args.sheet)} (first {min(64, len(faces))} crops with their axes)")
-    return 0
-
-
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -240,14 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
-
-    s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
-    s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
-    s.add_argument("--seed", type=int, default=0, help="head i depends only on (seed, i)")
-    s.add_argument("--size", type=int, default=160, help="side of the full render the 64x64 crop is cut from")
-    s.add_argument("--sheet", help="also write a PNG contact sheet of the first 64 crops with their axes")
-    s.add_argument("-o", "--output", required=True, help=".npz to write ('image', 'pose'), readable by --data")
-    s.set_defaults(run=_synth)
 
     s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
     s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
