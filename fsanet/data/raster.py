@@ -27,24 +27,24 @@ def rasterize(x, y, depth, tris: np.ndarray, height: int, width: int, cull: bool
     tri (P,) triangle indices, bary (P, 3)) for the P covered pixels.
     """
     ia, ib, ic = np.ascontiguousarray(tris.T)
-    area = (x[ib] - x[ia]) * (y[ic] - y[ia]) - (y[ib] - y[ia]) * (x[ic] - x[ia])
+    xa, xb, xc, ya, yb, yc = x[ia], x[ib], x[ic], y[ia], y[ib], y[ic]
+    area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
     # y down: counter-clockwise on screen has negative area
     ids = np.flatnonzero(area < 0) if cull else np.flatnonzero(area != 0)
-    ia, ib, ic, area = ia[ids], ib[ids], ic[ids], area[ids]
-    tx, ty = np.stack([x[ia], x[ib], x[ic]], 1), np.stack([y[ia], y[ib], y[ic]], 1)  # (T, 3)
-    x0 = np.maximum(np.ceil(_min3(tx) - 0.5), 0).astype(np.int64)
-    y0 = np.maximum(np.ceil(_min3(ty) - 0.5), 0).astype(np.int64)
-    x1 = np.minimum(np.floor(_max3(tx) - 0.5), width - 1).astype(np.int64)
-    y1 = np.minimum(np.floor(_max3(ty) - 0.5), height - 1).astype(np.int64)
+    xa, xb, xc, ya, yb, yc, area = xa[ids], xb[ids], xc[ids], ya[ids], yb[ids], yc[ids], area[ids]
+    x0 = np.maximum(np.ceil(np.minimum(np.minimum(xa, xb), xc) - 0.5), 0).astype(np.int64)
+    y0 = np.maximum(np.ceil(np.minimum(np.minimum(ya, yb), yc) - 0.5), 0).astype(np.int64)
+    x1 = np.minimum(np.floor(np.maximum(np.maximum(xa, xb), xc) - 0.5), width - 1).astype(np.int64)
+    y1 = np.minimum(np.floor(np.maximum(np.maximum(ya, yb), yc) - 0.5), height - 1).astype(np.int64)
     keep = np.flatnonzero((x1 >= x0) & (y1 >= y0))  # boxes holding at least one pixel centre
     if not keep.size:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3))
-    ids, tx, ty, area = ids[keep], tx[keep], ty[keep], area[keep]
-    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
+    ids, x0, y0, x1, y1 = ids[keep], x0[keep], y0[keep], x1[keep], y1[keep]
     extent = np.maximum(x1 - x0, y1 - y0) + 1
     if extent.max() > _BOX_SIZES[-1]:
         raise ValueError(f"a triangle spans {extent.max()} pixels; subdivide the mesh (limit {_BOX_SIZES[-1]})")
-    planes = _planes(tx, ty, area, np.stack([depth[ia[keep]], depth[ib[keep]], depth[ic[keep]]], 1))
+    corners = (xa[keep], xb[keep], xc[keep], ya[keep], yb[keep], yc[keep])
+    planes = _planes(corners, area[keep], (depth[ia[ids]], depth[ib[ids]], depth[ic[ids]]))
     zmin, zmax = float(depth.min()), float(depth.max())
     zscale = _DEPTH_LEVELS / max(zmax - zmin, 1e-9)
     pix, cand, key = [], [], []
@@ -65,14 +65,6 @@ def rasterize(x, y, depth, tris: np.ndarray, height: int, width: int, cull: bool
     return covered, tri, barycentric(x, y, tris[tri], covered, width)
 
 
-def _min3(t):
-    return np.minimum(np.minimum(t[:, 0], t[:, 1]), t[:, 2])  # faster than t.min(1) on (T, 3)
-
-
-def _max3(t):
-    return np.maximum(np.maximum(t[:, 0], t[:, 1]), t[:, 2])
-
-
 def barycentric(x, y, tri_vertices: np.ndarray, pixels: np.ndarray, width: int) -> np.ndarray:
     """(P, 3) barycentric weights of the pixel centres in their triangles, clipped to the triangle."""
     px = (pixels % width) + 0.5
@@ -85,17 +77,18 @@ def barycentric(x, y, tri_vertices: np.ndarray, pixels: np.ndarray, width: int) 
     return w / w.sum(1, keepdims=True).clip(1e-12)
 
 
-def _planes(tx, ty, area, z) -> np.ndarray:
+def _planes(corners, area, depths) -> np.ndarray:
     """(T, 12): (x, y, 1) coefficients of the weights of vertices a, b, c and of the depth."""
+    ax, bx, cx, ay, by, cy = corners
+    za, zb, zc = depths
     inv = 1.0 / area
-    (ax, bx, cx), (ay, by, cy) = tx.T, ty.T
     q = np.empty((len(area), 12))
     # the weight of vertex a at p is cross(b - p, c - p) / area, linear in p
     q[:, 0], q[:, 1], q[:, 2] = (by - cy) * inv, (cx - bx) * inv, (bx * cy - by * cx) * inv
     q[:, 3], q[:, 4], q[:, 5] = (cy - ay) * inv, (ax - cx) * inv, (cx * ay - cy * ax) * inv
     q[:, 6:9] = -q[:, 0:3] - q[:, 3:6]
     q[:, 8] += 1.0
-    q[:, 9:12] = q[:, 0:3] * z[:, :1] + q[:, 3:6] * z[:, 1:2] + q[:, 6:9] * z[:, 2:]
+    q[:, 9:12] = q[:, 0:3] * za[:, None] + q[:, 3:6] * zb[:, None] + q[:, 6:9] * zc[:, None]
     return q
 
 
