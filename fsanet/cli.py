@@ -143,6 +143,61 @@ def _synth(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from fsanet.train import TrainConfig, train
+
+    scale = tuple(float(v) for v in args.scale.split(","))
+    cfg = TrainConfig(
+        data=args.data,
+        output=args.output,
+        val=tuple(args.val or ()),
+        protocol=args.protocol,
+        variant=args.variant,
+        init=args.init,
+        epochs=args.epochs,
+        lr=args.lr,
+        milestones=tuple(int(m) for m in args.milestones.split(",") if m.strip()),
+        batch=args.batch,
+        seed=args.seed,
+        augment=not args.no_augment,
+        scale_range=scale,
+        limit=args.limit,
+        val_limit=args.val_limit,
+        workers=args.workers,
+        device=args.device,
+        amp=not args.no_amp,
+        resume=args.resume,
+        stop_after=args.stop_after,
+    )
+    result = train(cfg)
+    b = result["best"]
+    if result["history"]:
+        print(f"best: epoch {b['epoch']}, {b['val']} mean MAE {b['mae']:.2f} -> {result['best_checkpoint']}")
+    return 0
+
+
+def _fuse(args) -> int:
+    from fsanet.train.fuse import fuse, is_paper_fusion
+
+    _, sources = fuse(args.members, args.output)
+    for s in sources:
+        print(f"{s['file']}: {s['variant']}")
+    paper = " (the paper's FSA-Caps-Fusion members)" if is_paper_fusion(sources) else ""
+    print(f"wrote {args.output} (fusion of {len(sources)}{paper})")
+    return 0
+
+
+def _synth(args) -> int:
+    from fsanet.data.synthetic import contact_sheet, synthetic_faces, write_npz
+
+    faces = synthetic_faces(args.count, args.seed, size=args.size)
+    write_npz(faces, args.output)
+    print(f"wrote {args.output}: {len(faces)} synthetic heads, seed {args.seed} ('image' (N,64,64,3) BGR, 'pose')")
+    if args.sheet:
+        print(f"wrote {contact_sheet(faces, args.sheet)} (first {min(64, len(faces))} crops with their axes)")
+    return 0
+
+
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -229,6 +284,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
+
+    s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
+    s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
+    s.add_argument("--seed", type=int, default=0, help="head i depends only on (seed, i)")
+    s.add_argument("--size", type=int, default=128, help="side of the full render the 64x64 crop is cut from")
+    s.add_argument("--sheet", help="also write a PNG contact sheet of the first 64 crops with their axes")
+    s.add_argument("-o", "--output", required=True, help=".npz to write ('image', 'pose'), readable by --data")
+    s.set_defaults(run=_synth)
+
+    s = sub.add_parser("train", help="train a variant (paper recipe; torchrun for several GPUs)")
+    s.add_argument("--data", required=True, help="300W-LP folder, BIWI folder, .npz, synthetic[:N[:seed]]")
+    s.add_argument("--val", action="append", help="validation set (repeatable; the first picks best.pt)")
+    s.add_argument("--protocol", type=int, default=1, choices=(1, 2), help="1: 300W-LP; 2: BIWI 70/30 by subject")
+    s.add_argument("--variant", help="named configuration (see `fsanet variants`); default fsanet-1x1-capsule")
+    s.add_argument("--init", help="checkpoint to fine-tune (e.g. from `fsanet import-keras`)")
+    s.add_argument("--epochs", type=int, default=90)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--milestones", default="30,60", help="epochs after which the lr is multiplied by 0.1")
+    s.add_argument("--batch", type=int, help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--scale", default="0.8,1.2", help="random box scale range of the augmentation")
+    s.add_argument("--no-augment", action="store_true")
+    s.add_argument("--limit", type=int, help="use only the first N training faces")
+    s.add_argument("--val-limit", type=int, help="use only the first N faces of each validation set")
+    s.add_argument("--workers", type=int, default=4, help="data loader processes per training process")
+    s.add_argument("--device", help="cpu, cuda, cuda:N (default: this process's GPU, else cpu)")
+    s.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (mixed precision is CUDA-only)")
+    s.add_argument("--resume", action="store_true", help="continue the interrupted run in -o")
+    s.add_argument("--stop-after", type=int, help="stop after this epoch (continue later with --resume)")
+    s.add_argument("-o", "--output", required=True, help="run folder")
+    s.set_defaults(run=_train)
+
+    s = sub.add_parser("fuse", help="trained single-model checkpoints -> one fusion checkpoint (their average)")
+    s.add_argument("members", nargs="+", help="checkpoints (.pt); the paper fuses 1x1, var and w/o capsule models")
+    s.add_argument("-o", "--output", required=True, help="fusion checkpoint to write (.pt)")
+    s.set_defaults(run=_fuse)
 
     s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
     s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
