@@ -6,7 +6,9 @@
   lbp:PATH     an LBP cascade, run as the authors' demo ran it (scale 1.1, no histogram
                equalisation); their file is lbpcascade_frontalface_improved.xml
   yunet:PATH   OpenCV's YuNet CNN (cv2.FaceDetectorYN) with its ONNX model file
-Boxes are integer (x0, y0, x1, y1), clipped to the image.
+Boxes are integer (x0, y0, x1, y1), clipped to the image. Frames larger than MAX_SIDE pixels
+are searched at that size (the search cost grows with the pixel count; a face too small to be
+found there, under about 24 * side / MAX_SIDE pixels, is too small for a useful 64x64 crop too).
 """
 
 from __future__ import annotations
@@ -18,12 +20,25 @@ import numpy as np
 from fsanet.errors import DataError
 
 SPECS = "haar, haar:PATH, lbp:PATH or yunet:PATH"
+MAX_SIDE = 640
 
 
-def _clip(boxes, shape, min_side: int = 2) -> list[tuple[int, int, int, int]]:
+def _downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image shrunk so that its larger side is at most max_side, and the factor applied."""
+    import cv2
+
+    factor = min(1.0, max_side / max(image.shape[:2]))
+    if factor == 1.0:
+        return image, 1.0
+    size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _clip(boxes, shape, factor: float = 1.0, min_side: int = 2) -> list[tuple[int, int, int, int]]:
+    """Boxes found at `factor` times the image's size -> image pixels, clipped, largest first."""
     h, w = shape[:2]
     out = []
-    for x0, y0, x1, y1 in boxes:
+    for x0, y0, x1, y1 in (np.asarray(b, dtype=np.float64) / factor for b in boxes):
         b = (max(0, int(x0)), max(0, int(y0)), min(w - 1, int(x1)), min(h - 1, int(y1)))
         if b[2] - b[0] >= min_side and b[3] - b[1] >= min_side:
             out.append(b)
@@ -52,12 +67,13 @@ class CascadeDetector:
     def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
         import cv2
 
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        small, factor = _downscaled(image, MAX_SIDE)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         if self.equalize:
             grey = cv2.equalizeHist(grey)
         size = (self.min_size, self.min_size)
         found = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=size)
-        return _clip([(x, y, x + w, y + h) for x, y, w, h in found], image.shape)
+        return _clip([(x, y, x + w, y + h) for x, y, w, h in found], image.shape, factor)
 
 
 class YuNetDetector:
@@ -74,13 +90,14 @@ class YuNetDetector:
         self.size = (320, 320)
 
     def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        size = (image.shape[1], image.shape[0])
+        small, factor = _downscaled(image, MAX_SIDE)
+        size = (small.shape[1], small.shape[0])
         if size != self.size:
             self.net.setInputSize(size)
             self.size = size
-        _, found = self.net.detect(image)
+        _, found = self.net.detect(small)
         rows = [] if found is None else found[:, :4]
-        return _clip([(x, y, x + w, y + h) for x, y, w, h in rows], image.shape)
+        return _clip([(x, y, x + w, y + h) for x, y, w, h in rows], image.shape, factor)
 
 
 def open_detector(spec: str = "haar"):

@@ -177,6 +177,9 @@ def test_video_in_video_out_with_every_frame(fusion_checkpoint, faces_dir, tmp_p
     assert len(read) == 6 and read[0].shape == (240, 320, 3)
     assert np.abs(read[0].astype(int) - frames[0].astype(int)).mean() > 1  # FPS text and axes drawn
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+    short = tmp_path / "short.avi"
+    assert main(["demo", str(src), "-m", str(fusion_checkpoint), "-o", str(short), "--max-frames", "3"]) == 0
+    assert int(cv2.VideoCapture(str(short)).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
 @pytest.mark.parametrize(
@@ -190,6 +193,10 @@ def test_video_in_video_out_with_every_frame(fusion_checkpoint, faces_dir, tmp_p
         (lambda d, m: [str(d / "broken.jpg"), "-m", m], "nothing to do"),
         (lambda d, m: [str(d / "broken.jpg"), "-m", m, "-o", "o.jpg", "--detector", "dlib"], "--detector 'dlib'"),
         (lambda d, m: [str(d / "broken.jpg"), "-m", m, "-o", "o.jpg", "--detector", "lbp:no.xml"], "no.xml: no such"),
+        (
+            lambda d, m: [str(d / "broken.jpg"), "-m", m, "-o", "o.jpg", "--detector", f"yunet:{d / 'broken.jpg'}"],
+            "YuNet",
+        ),
     ],
 )
 def test_bad_input_exits_2_naming_the_file(fusion_checkpoint, tmp_path, capsys, make_args, message):
@@ -207,6 +214,18 @@ def test_show_needs_a_gui_build(fusion_checkpoint, faces_dir, capsys):
     args = ["demo", str(faces_dir / f"{FRONTAL}.jpg"), "-m", str(fusion_checkpoint), "--show"]
     assert main(args) == 2
     assert "opencv-python-headless" in capsys.readouterr().err
+
+
+def test_large_frames_are_searched_downscaled(faces_dir):
+    """A 4x larger frame is searched at 640 pixels; the box comes back in the frame's pixels."""
+    image = photo(faces_dir, FRONTAL)
+    find = open_detector("haar")
+    (x0, y0, x1, y1), big = find(image)[0], find(cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC))
+    assert len(big) == 1
+    bx0, by0, bx1, by1 = big[0]
+    assert abs((bx0 + bx1) / 2 - 2 * (x0 + x1)) < 0.1 * 4 * (x1 - x0)
+    assert abs((by0 + by1) / 2 - 2 * (y0 + y1)) < 0.1 * 4 * (y1 - y0)
+    assert 0.8 < (bx1 - bx0) / (4 * (x1 - x0)) < 1.25
 
 
 def test_lbp_detector_of_the_authors_demo(official, demo, faces_dir):
