@@ -69,8 +69,9 @@ def plan_build(source: str, precision: str, trt_version: str, has_calib: bool) -
     return BuildPlan("int8", "fp32", False, ("INT8", "FP16"), True)
 
 
-def _batches(facts, max_batch: int, opt_batch: int) -> tuple[tuple, tuple, tuple]:
+def _batches(facts, max_batch: int, opt_batch: int | None) -> tuple[tuple, tuple, tuple]:
     chw = tuple(facts.input_shape[1:])
+    opt_batch = min(16, max_batch) if opt_batch is None else opt_batch
     if not facts.dynamic_batch:
         fixed = (facts.input_shape[0], *chw)
         return fixed, fixed, fixed
@@ -281,7 +282,7 @@ def build_engine(
     calib=None,
     *,
     max_batch: int = 64,
-    opt_batch: int = 16,
+    opt_batch: int | None = None,
     workspace_mb: int = 1024,
     timing_cache: str | Path | None = None,
     calib_batch: int = 32,
@@ -292,6 +293,8 @@ def build_engine(
 ) -> dict:
     """Build `output` (.engine/.plan) from an fsanet ONNX export and return its manifest.
 
+    The optimization profile covers batches 1..`max_batch`, tuned for `opt_batch` (default
+    min(16, max_batch)); the runtime splits larger batches.
     `calib` (an `fsanet.calib.CalibrationSet`) feeds implicit INT8 from a float ONNX; its cache goes
     to `calib_cache_dir` (default: next to the engine), keyed by the set's sha256, the ONNX's sha256
     and the TensorRT version. `timing_cache` is read if present and written back. `verify` (crops):
