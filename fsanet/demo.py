@@ -119,6 +119,25 @@ def shown(image: np.ndarray, wait_ms: int) -> bool:
     return cv2.waitKey(wait_ms) & 0xFF not in (ord("q"), 27)
 
 
+class _Quiet:
+    """What `progress` gives without tqdm (a runtime-only install): counts nothing, shows nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int | None, desc: str, unit: str):
+    """A tqdm bar on a terminal; nothing when not on one or when tqdm is not installed."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _Quiet()
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=None)
+
+
 def write_image(path: Path, image: np.ndarray) -> Path:
     import cv2
 
@@ -156,21 +175,24 @@ def image_jobs(sources: list[str], output: str | None) -> list[tuple[Path, Path 
 
 
 def run_images(demo: PoseDemo, sources, output, show, landmarks: bool, columns: int | None) -> Summary:
-    from tqdm import tqdm
-
     summary = Summary()
     jobs = image_jobs(sources, None if columns else output)
     drawn = []
-    for src, dst in tqdm(jobs, desc="demo", unit="image", leave=False, disable=None):
-        image = read_image(src)
-        out, boxes, angles = demo.frame(image, summary, show_fps=False, landmarks=_landmarks(src, landmarks))
-        summary.lines.append(f"{src}: " + ("; ".join(map(_angles_text, angles)) if boxes else "no face"))
-        if dst is not None:
-            summary.outputs.append(write_image(dst, out))
-        if columns:
-            drawn.append(out)
-        if show and not shown(out, 0):
-            break
+    bar = progress(len(jobs), "demo", "image")
+    try:
+        for src, dst in jobs:
+            bar.update()
+            image = read_image(src)
+            out, boxes, angles = demo.frame(image, summary, show_fps=False, landmarks=_landmarks(src, landmarks))
+            summary.lines.append(f"{src}: " + ("; ".join(map(_angles_text, angles)) if boxes else "no face"))
+            if dst is not None:
+                summary.outputs.append(write_image(dst, out))
+            if columns:
+                drawn.append(out)
+            if show and not shown(out, 0):
+                break
+    finally:
+        bar.close()
     if columns:
         from fsanet.draw import montage
 
@@ -248,12 +270,11 @@ def run_stream(demo: PoseDemo, source: str, output: str | None, show: bool, max_
 def _stream(demo, cap, name, count, video, show, max_frames, summary) -> None:
     """Read, annotate, show and write frames until the end, `max_frames`, q/Esc or Ctrl-C."""
     import cv2
-    from tqdm import tqdm
 
     total = min(count, max_frames) if count and max_frames else count or max_frames
     rate = cap.get(cv2.CAP_PROP_FPS)
     rate = rate if 1 <= rate <= 240 else 30.0
-    bar = tqdm(total=total, desc=Path(name).name, unit="frame", leave=False, disable=None)
+    bar = progress(total, Path(name).name, "frame")
     writer = None
     try:
         while max_frames is None or summary.frames < max_frames:

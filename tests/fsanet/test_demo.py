@@ -228,6 +228,18 @@ def test_large_frames_are_searched_downscaled(faces_dir):
     assert 0.8 < (bx1 - bx0) / (4 * (x1 - x0)) < 1.25
 
 
+def test_demo_modules_need_neither_torch_nor_tensorflow():
+    """A board runs the demo with numpy, OpenCV and one runtime (tqdm optional)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fsanet.demo, fsanet.draw, fsanet.detectors; heavy = {'torch', 'tensorflow'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_lbp_detector_of_the_authors_demo(official, demo, faces_dir):
     find = open_detector(f"lbp:{official.parent / 'lbpcascade_frontalface_improved.xml'}")
     boxes = find(photo(faces_dir, FRONTAL))
