@@ -242,7 +242,7 @@ def video_output(output: str | None, name: str) -> Path | None:
 def run_stream(demo: PoseDemo, source: str, output: str | None, show: bool, max_frames: int | None) -> Summary:
     cap, name, count = open_capture(source)
     summary = Summary()
-    out = video_output(output, name)
+    out = None
 
     def record(tmp: str | None) -> None:
         # VideoWriter picks its container from the suffix, which atomic_write's temporary lacks
@@ -258,6 +258,7 @@ def run_stream(demo: PoseDemo, source: str, output: str | None, show: bool, max_
                 os.unlink(video)
 
     try:
+        out = video_output(output, name)
         if out is None:
             record(None)
         else:
@@ -333,6 +334,8 @@ def run_demo(
         raise DataError(NO_MODEL)
     if output is None and not show:
         raise DataError("nothing to do: write the result with -o FILE|DIR/ or show it with --show")
+    if (max_frames is not None and max_frames < 1) or (columns is not None and columns < 1):
+        raise DataError("--max-frames and --montage take a positive number")
     stream = is_stream(sources)
     if columns and (stream or not output or is_folder(output)):
         raise DataError("--montage makes one picture of images: give images and -o FILE.jpg|.png")
