@@ -50,6 +50,10 @@ class HeadShape:
     hair_back: float = -30.0  # phi the hair reaches at the back
     hair: float = 0.08  # hair thickness
     beard: float = 0.0  # 0..1 darkening of the lower face
+    fringe: float = 0.0  # how far (phi) the hair falls over the forehead's middle
+    side_hair: float = 0.0  # how far (phi) the hair falls below the ears' top: long hair covers them
+    wave: float = 0.0  # phase of the hairline's unevenness
+    glasses: float = 0.0  # darkness of spectacle frames (0: none)
 
 
 def _smooth(t):
@@ -123,8 +127,12 @@ def hair_mask(theta, phi, s: HeadShape):
     """0..1 hair coverage: above the hairline at the front, down to `hair_back` behind the ears."""
     at = np.abs(theta)
     ear_top = s.eye_phi + 8.0
-    knots = [s.hairline, s.hairline - 2, 18, ear_top, ear_top, s.hair_back, s.hair_back]
-    line = np.interp(at, [0, 30, 55, 80, 100, 125, 181], knots)
+    brows = s.eye_phi + s.brow_gap + 3.0
+    front = max(s.hairline - s.fringe, brows)
+    side = ear_top - s.side_hair
+    knots = [front, max(s.hairline - 0.7 * s.fringe, brows), s.hairline - 2, 18 - 0.3 * s.side_hair, side, side]
+    line = np.interp(at, [0, 20, 32, 55, 80, 100, 125, 181], knots + [min(s.hair_back, side), s.hair_back])
+    line = line + 1.5 * np.sin(np.radians(at) * 20.0 + s.wave)  # strands: an uneven hairline
     return _smooth((phi - line) / 3.0 + 0.5)
 
 
@@ -185,6 +193,10 @@ def albedo(theta, phi, s: HeadShape, colours: dict) -> np.ndarray:
     """
     at = np.abs(theta)
     out = np.tile(np.asarray(colours["skin"], float), (len(theta), 1))
+    # uneven skin: broad blotches, redder cheeks
+    a, b = colours.get("blotch", (0.0, 0.0))
+    out *= (1.0 + 0.05 * np.sin(np.radians(theta) * 5.0 + a) * np.sin(np.radians(phi) * 6.0 + b))[:, None]
+    out[:, 2] *= 1.0 + 0.1 * np.exp(-_ellipse(at, phi, 30.0, -14.0, 12.0, 10.0))
     if s.beard > 0:  # stubble: a darker lower face
         b = np.flatnonzero((phi < s.nose_tip) & (at < 85))
         out[b] *= 1.0 - s.beard * 0.55 * (_band(phi[b], -75, s.nose_tip - 6, 3) * _band(at[b], 0, 70, 8))[:, None]
@@ -212,7 +224,16 @@ def _face_colour(out, theta, phi, s: HeadShape, colours):
     nostril = np.exp(-_ellipse(at, phi, s.nose_w * 0.45, s.nose_tip - 4.5, 2.2, 1.3) * 2.0)
     out = _mix(out, out * 0.2, nostril)
     out = _eyes(out, theta, phi, s, colours)
-    return _brows(out, at, phi, s, colours)
+    out = _brows(out, at, phi, s, colours)
+    return _glasses(out, at, phi, s) if s.glasses > 0 else out
+
+
+def _glasses(out, at, phi, s: HeadShape):
+    """Dark frames: a ring around each eye and a bridge over the nose."""
+    ring = np.abs(np.sqrt(_ellipse(at, phi, s.eye_theta, s.eye_phi + 0.5, 1.55 * s.eye_w, 2.6 * s.eye_h)) - 1.0)
+    bridge = _band(at, 0, s.eye_theta - 1.5 * s.eye_w, 0.5) * _band(phi, s.eye_phi + 1, s.eye_phi + 2.5, 0.5)
+    frame = np.maximum(_smooth((0.12 - ring) * 12.0), bridge)
+    return _mix(out, out * (1.0 - s.glasses), frame)
 
 
 def _eyes(out, theta, phi, s: HeadShape, colours):

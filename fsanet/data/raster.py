@@ -14,7 +14,7 @@ import numpy as np
 
 _DEPTH_LEVELS = (1 << 23) - 1
 _ID_BITS = 32
-_BOX_SIZES = (1, 2, 3, 5, 8, 16, 32)
+_BOX_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 32)
 _EPS = 1e-7  # pixel centres on a shared edge belong to both triangles: no cracks
 
 

@@ -153,6 +153,7 @@ class _Scene:
     ambient: float
     diffuse: float
     specular: float
+    exposure: float  # mean brightness (0..1) the camera brings the head to
 
 
 def render(seed: int, i: int, angles, opts: SynthOptions = SynthOptions()) -> SynthHead:
@@ -163,11 +164,17 @@ def render(seed: int, i: int, angles, opts: SynthOptions = SynthOptions()) -> Sy
     scene = _sample_scene(rng)
     rot = P.euler_to_matrix(*angles)
     size = opts.size
-    model = H.landmarks_3d(scene.shape)
+    theta, phi, _ = _head_grid()
+    lm_theta, lm_phi = H.landmark_params(scene.shape)
+    # one surface evaluation for the mesh and the landmarks (most of its cost is per call)
+    pts = H.surface(
+        np.concatenate([theta.reshape(-1), lm_theta]), np.concatenate([phi.reshape(-1), lm_phi]), scene.shape
+    )
+    head, model = pts[: theta.size], pts[theta.size :]
     lm = model @ rot.T
     scale, shift = _placement(lm, size, opts, rng)
     image = _background(rng, size)
-    verts, normals, attrs, tris, base = _meshes(scene.shape, rot, angles)
+    verts, normals, attrs, tris, base = _meshes(head, rot, angles)
     x, y = verts[:, 0] * scale + shift[0], verts[:, 1] * scale + shift[1]
     _shoulders(image, rng, base[:2] * scale + shift, scale, angles[2] * _BODY_FOLLOWS[2])
     from fsanet.data.raster import rasterize
@@ -199,13 +206,13 @@ def _head_grid():
     return theta.reshape(rows, -1), phi.reshape(rows, -1), tris
 
 
-def _meshes(shape: H.HeadShape, rot: np.ndarray, angles):
-    """Head and neck in the camera frame: vertices, normals, (theta, phi, neck), triangles and
+def _meshes(head: np.ndarray, rot: np.ndarray, angles):
+    """Head (its surface on the grid, head frame) and neck in the camera frame: vertices,
+    normals, (theta, phi, neck) per vertex, triangles and
     the centre of the neck's base. The neck's top turns with the head, its base (the body) by
     `_BODY_FOLLOWS` of each angle: a person tilting the head sideways often leans the body too,
     and 300W-LP's rolled faces mostly come with rolled shoulders."""
     theta, phi, tris = _head_grid()
-    head = H.surface(theta, phi, shape)
     normals = _grid_normals(head.reshape(theta.shape + (3,)), outward_rows_first=True).reshape(-1, 3)
     neck, neck_n, neck_tris, base = _neck(rot, np.asarray(angles) * _BODY_FOLLOWS)
     verts = np.concatenate([head @ rot.T, neck])
@@ -216,20 +223,27 @@ def _meshes(shape: H.HeadShape, rot: np.ndarray, angles):
     return verts, normals, attrs, np.concatenate([tris, neck_tris + len(head)]), base
 
 
-def _neck(rot, body_angles, n_around: int = 24, n_along: int = 6):
+@lru_cache(maxsize=1)
+def _neck_template(n_around: int = 24, n_along: int = 6):
+    """A flared cylinder below the skull (head frame), its rows' blend weights and triangles."""
     alpha = np.linspace(-np.pi, np.pi, n_around)
     t = np.linspace(0.0, 1.0, n_along)
     a, tt = np.meshgrid(alpha, t)
     r = 0.6 * (1.0 + 0.2 * tt**2)
     local = np.stack([r * np.sin(a), 0.5 + 1.5 * tt, -0.25 + r * np.cos(a)], -1)
-    body = P.euler_to_matrix(*body_angles)
-    mats = rot[None] * (1 - t)[:, None, None] + body[None] * t[:, None, None]
-    pts = np.einsum("rij,rcj->rci", mats, local)
-    normals = _grid_normals(pts, outward_rows_first=False).reshape(-1, 3)
     i = np.arange((n_along - 1) * (n_around - 1))
     v00 = (i // (n_around - 1)) * n_around + i % (n_around - 1)
     v01, v10 = v00 + 1, v00 + n_around
     tris = np.concatenate([np.stack([v00, v10 + 1, v01], 1), np.stack([v00, v10, v10 + 1], 1)])
+    return local, t, tris
+
+
+def _neck(rot, body_angles):
+    local, t, tris = _neck_template()
+    body = P.euler_to_matrix(*body_angles)
+    mats = rot[None] * (1 - t)[:, None, None] + body[None] * t[:, None, None]
+    pts = np.einsum("rij,rcj->rci", mats, local)
+    normals = _grid_normals(pts, outward_rows_first=False).reshape(-1, 3)
     return pts.reshape(-1, 3), normals, tris, pts[-1].mean(0)
 
 
@@ -254,7 +268,9 @@ def _shade(scene: _Scene, vert_ids, bary, normals, attrs) -> np.ndarray:
     spec = scene.specular * np.clip(n @ half, 0.0, 1.0) ** 24
     shine = 1.0 - 0.8 * H.hair_mask(a[:, 0], a[:, 1], scene.shape)
     rgb = albedo * (scene.ambient + scene.diffuse * lam)[:, None] + (spec * shine)[:, None]
-    return np.clip(rgb * 255.0, 0, 255).astype(np.uint8)
+    # auto-exposure: photos of dark skin in dim light are brightened, as a camera does
+    gain = np.clip(scene.exposure / max(float(rgb.mean()), 1e-3), 1.0, 2.5)
+    return np.clip(rgb * (255.0 * gain), 0, 255).astype(np.uint8)
 
 
 # --- random appearance ---------------------------------------------------------------------
@@ -288,7 +304,7 @@ def _sample_scene(rng) -> _Scene:
         brow_gap=u(7.0, 10.0),
         brow_thick=u(1.8, 3.6),
         nose_tip=u(-21.0, -15.0),
-        nose_len=u(0.34, 0.50),
+        nose_len=u(0.24, 0.40),
         nose_w=u(5.5, 8.5),
         mouth_phi=u(-40.0, -33.0),
         mouth_w=u(12.0, 18.0),
@@ -298,6 +314,10 @@ def _sample_scene(rng) -> _Scene:
         hair_back=u(-55.0, -15.0),
         hair=u(0.02, 0.16),
         beard=u(0.2, 0.8) if u() < 0.15 else 0.0,
+        fringe=u(0.0, 20.0) if u() < 0.3 else 0.0,
+        side_hair=u(20.0, 50.0) if u() < 0.3 else u(0.0, 6.0),
+        wave=u(0.0, 2 * np.pi),
+        glasses=u(0.5, 0.9) if u() < 0.12 else 0.0,
     )
     skin = _SKIN_DARK + (_SKIN_LIGHT - _SKIN_DARK) * u() ** 0.7 + rng.normal(0, 0.03, 3)
     hair_choices, weights = zip(*_HAIR, strict=True)
@@ -311,9 +331,11 @@ def _sample_scene(rng) -> _Scene:
         "iris": np.array(_IRIS[rng.integers(len(_IRIS))]),
         "sclera": np.array([0.85, 0.88, 0.90]) * u(0.7, 0.95),
         "gaze": u(-3.0, 3.0),
+        "blotch": (u(0.0, 2 * np.pi), u(0.0, 2 * np.pi)),
     }
     light = np.array([u(-1.0, 1.0), u(-1.0, 0.6), u(0.3, 1.2)])
-    return _Scene(shape, colours, light / np.linalg.norm(light), u(0.25, 0.5), u(0.5, 0.85), u(0.0, 0.25))
+    light = light / np.linalg.norm(light)
+    return _Scene(shape, colours, light, u(0.25, 0.5), u(0.5, 0.85), u(0.0, 0.25), u(0.25, 0.45))
 
 
 def _background(rng, size: int) -> np.ndarray:
