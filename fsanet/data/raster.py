@@ -14,7 +14,7 @@ import numpy as np
 
 _DEPTH_LEVELS = (1 << 23) - 1
 _ID_BITS = 32
-_BOX_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 32)
+_BOX_SIZES = (1, 2, 3, 4, 6, 9, 16, 32)
 _EPS = 1e-7  # pixel centres on a shared edge belong to both triangles: no cracks
 
 
@@ -62,7 +62,7 @@ def rasterize(x, y, depth, tris: np.ndarray, height: int, width: int, cull: bool
     np.maximum.at(buf, pix, (key << _ID_BITS) | np.arange(pix.size, dtype=np.int64))
     covered = np.flatnonzero(buf >= 0)
     tri = cand[buf[covered] & ((1 << _ID_BITS) - 1)]
-    return covered, tri, barycentric(x, y, tris[tri], covered, width)
+    return covered, tri, barycentric(x, y, np.take(tris, tri, axis=0), covered, width)
 
 
 def barycentric(x, y, tri_vertices: np.ndarray, pixels: np.ndarray, width: int) -> np.ndarray:
@@ -101,7 +101,9 @@ def _candidates(planes, x0, y0, x1, y1, k, width):
     px, py = ix + 0.5, iy + 0.5
     q = planes[:, :, None, None]
     for j in range(0, 9, 3):
-        inside &= q[:, j] * px + q[:, j + 1] * py + q[:, j + 2] >= -_EPS
-    z = q[:, 9] * px + q[:, 10] * py + q[:, 11]
-    g = np.nonzero(inside)[0]
-    return (iy * width + ix)[inside], z[inside], g
+        # an edge function is a row term plus a column term: one full-size add per edge
+        inside &= (q[:, j] * px + q[:, j + 2]) + q[:, j + 1] * py >= -_EPS
+    g, r, c = np.nonzero(inside)
+    cx, cy = x0[g] + c, y0[g] + r
+    z = planes[g, 9] * (cx + 0.5) + planes[g, 10] * (cy + 0.5) + planes[g, 11]
+    return cy * width + cx, z, g

@@ -180,7 +180,7 @@ def render(seed: int, i: int, angles, opts: SynthOptions = SynthOptions()) -> Sy
     from fsanet.data.raster import rasterize
 
     pix, tri, bary = rasterize(x, y, verts[:, 2], tris, size, size)
-    colour = _shade(scene, tris[tri], bary, normals, attrs)
+    colour = _shade(scene, np.take(tris, tri, axis=0), bary, np.concatenate([normals, attrs], 1).T.copy())
     image.reshape(-1, 3)[pix] = colour
     image = _camera(rng, image, cv2)
     landmarks = lm[:, :2] * scale + shift
@@ -253,12 +253,15 @@ def _grid_normals(pts: np.ndarray, outward_rows_first: bool) -> np.ndarray:
     return n / np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-9)
 
 
-def _shade(scene: _Scene, vert_ids, bary, normals, attrs) -> np.ndarray:
-    """Lambert + ambient + a little specular on the per-pixel albedo, -> uint8 BGR."""
-    w = bary[..., None]
-    n = (normals[vert_ids] * w).sum(1)
-    n /= np.linalg.norm(n, axis=1, keepdims=True).clip(1e-9)
-    a = (attrs[vert_ids] * w).sum(1)
+def _shade(scene: _Scene, vert_ids, bary, vertex_data) -> np.ndarray:
+    """Lambert + ambient + a little specular on the per-pixel albedo, -> uint8 BGR.
+
+    `vertex_data` (6, V): normal x, y, z, theta, phi, neck flag; interpolated per pixel with
+    the barycentric weights (one einsum over a column-major gather: row gathers are slow).
+    """
+    v = np.einsum("kpj,pj->pk", vertex_data[:, vert_ids], bary)
+    n = v[:, :3] / np.sqrt((v[:, :3] ** 2).sum(1, keepdims=True)).clip(1e-9)
+    a = v[:, 3:]
     neck = a[:, 2] > 0.5
     albedo = H.albedo(a[:, 0], a[:, 1], scene.shape, scene.colours)
     albedo[neck] = np.asarray(scene.colours["skin"]) * 0.85

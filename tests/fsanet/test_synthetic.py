@@ -95,6 +95,9 @@ def test_authors_fusion_reads_the_synthetic_poses(fusion_checkpoint, one_thread)
     pred = predict_torch(model, synthetic_faces(n, 12, poses=tilt).images())
     assert (np.sign(pred[:, 1]) == np.sign(tilt[:, 1])).mean() >= 0.9
     assert np.corrcoef(pred[:, 1], tilt[:, 1])[0, 1] > 0.8
+    rolled = np.c_[rng.uniform(-20, 20, 32), rng.uniform(-10, 10, 32), np.linspace(-35, 35, 32)]
+    pred = predict_torch(model, synthetic_faces(32, 14, poses=rolled).images())
+    assert np.corrcoef(pred[:, 2], rolled[:, 2])[0, 1] > 0.75
     faces = synthetic_faces(64, seed=13)
     err = np.abs(predict_torch(model, faces.images()) - faces.poses).mean(0)
     assert err.mean() < 12, err
