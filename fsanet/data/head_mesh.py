@@ -130,8 +130,10 @@ def hair_mask(theta, phi, s: HeadShape):
     brows = s.eye_phi + s.brow_gap + 3.0
     front = max(s.hairline - s.fringe, brows)
     side = ear_top - s.side_hair
-    knots = [front, max(s.hairline - 0.7 * s.fringe, brows), s.hairline - 2, 18 - 0.3 * s.side_hair, side, side]
-    line = np.interp(at, [0, 20, 32, 55, 80, 100, 125, 181], knots + [min(s.hair_back, side), s.hair_back])
+    # forehead, temples curving back, sideburns in front of the ears, the nape
+    knots = [front, max(s.hairline - 0.7 * s.fringe, brows), s.hairline - 2, s.hairline - 8]
+    knots += [ear_top + 6 - 0.3 * s.side_hair, side, side, min(s.hair_back, side), s.hair_back]
+    line = np.interp(at, [0, 20, 32, 55, 72, 80, 100, 125, 181], knots)
     line = line + 1.5 * np.sin(np.radians(at) * 20.0 + s.wave)  # strands: an uneven hairline
     return _smooth((phi - line) / 3.0 + 0.5)
 

@@ -220,6 +220,7 @@ def _meshes(head: np.ndarray, rot: np.ndarray, angles):
     attrs = np.zeros((len(verts), 3))
     attrs[: len(head), 0], attrs[: len(head), 1] = theta.reshape(-1), phi.reshape(-1)
     attrs[len(head) :, 2] = 1.0
+    attrs[len(head) :, 1] = np.repeat(_neck_template()[1], len(neck) // len(_neck_template()[1]))  # 0 top .. 1 base
     return verts, normals, attrs, np.concatenate([tris, neck_tris + len(head)]), base
 
 
@@ -264,7 +265,9 @@ def _shade(scene: _Scene, vert_ids, bary, vertex_data) -> np.ndarray:
     a = v[:, 3:]
     neck = a[:, 2] > 0.5
     albedo = H.albedo(a[:, 0], a[:, 1], scene.shape, scene.colours)
-    albedo[neck] = np.asarray(scene.colours["skin"]) * 0.85
+    # the neck, in the jaw's shadow at its top
+    shade = 0.4 + 0.45 * np.clip((a[neck, 1] - 0.3) / 0.35, 0.0, 1.0)
+    albedo[neck] = np.asarray(scene.colours["skin"]) * shade[:, None]
     lam = np.clip(n @ scene.light, 0.0, 1.0)
     half = scene.light + np.array([0.0, 0.0, 1.0])
     half /= np.linalg.norm(half)
@@ -338,7 +341,7 @@ def _sample_scene(rng) -> _Scene:
     }
     light = np.array([u(-1.0, 1.0), u(-1.0, 0.6), u(0.3, 1.2)])
     light = light / np.linalg.norm(light)
-    return _Scene(shape, colours, light, u(0.25, 0.5), u(0.5, 0.85), u(0.0, 0.25), u(0.25, 0.45))
+    return _Scene(shape, colours, light, u(0.25, 0.45), u(0.45, 0.75), u(0.0, 0.25), u(0.25, 0.45))
 
 
 def _background(rng, size: int) -> np.ndarray:
