@@ -1,20 +1,93 @@
 """`fsanet export --to a,b,c`: every requested target from one checkpoint, each with its manifest,
-and a summary of how far each file is from the float model."""
+and a summary of how far each file is from the float model.
+
+The float ONNX is always written first: every other file is judged against it (drift on the
+`--verify` faces, else on the calibration faces). TFLite targets start from one FP32 TFLite
+file (LiteRT-Torch), TensorRT engines from the ONNX files.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsanet.errors import DataError
+import numpy as np
 
-TARGETS = ("onnx", "onnx-fp16", "onnx-int8", "tflite")
+from fsanet.errors import BackendUnavailable, DataError
+
+ONNX_TARGETS = ("onnx", "onnx-fp16", "onnx-int8")
+TFLITE_TARGETS = ("tflite", "tflite-fp16", "tflite-dynamic", "tflite-int8")
+TENSORRT_TARGETS = ("tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8")
+TARGETS = ONNX_TARGETS + TFLITE_TARGETS + TENSORRT_TARGETS
+NEEDS_CALIB = ("onnx-int8", "tflite-int8", "tensorrt-int8")
 
 
-def _faces(path):
-    from fsanet.data import open_faces
+@dataclass
+class ExportJob:
+    """What every target builder needs: the inputs, the float ONNX, and the judging faces."""
 
-    faces = open_faces(path)
-    return faces.images(progress=True), faces.describe()
+    checkpoint: Path
+    out_dir: Path
+    calib: object | None
+    verify: np.ndarray | None
+    verify_name: str
+    int8_max_drift: float | None = None
+    int8_float_ops: tuple[str, ...] | None = None
+    float_onnx: Path = field(init=False)
+    _tflite: Path | None = field(default=None, init=False)
+    _reference: np.ndarray | None = field(default=None, init=False)
+
+    @property
+    def stem(self) -> str:
+        return self.checkpoint.stem
+
+    def path(self, suffix: str) -> Path:
+        return self.out_dir / f"{self.stem}{suffix}"
+
+    def judge(self, target: str) -> tuple[np.ndarray, str]:
+        """Faces to measure drift on: --verify, else the calibration faces."""
+        if self.verify is not None:
+            return self.verify, self.verify_name
+        if self.calib is not None:
+            return self.calib.crops, f"the {len(self.calib)} calibration faces"
+        raise DataError(f"--to {target} needs faces to judge it on: --verify FACES or --calib calib.npz")
+
+    def reference(self, target: str) -> np.ndarray:
+        """The float ONNX's angles on the judging faces (computed once)."""
+        if self._reference is None:
+            from fsanet.runtimes import open as open_runtime
+
+            faces, _ = self.judge(target)
+            with open_runtime(self.float_onnx) as rt:
+                self._reference = rt.predict(faces)
+        return self._reference
+
+    def float_tflite(self) -> Path:
+        """The FP32 TFLite file every TFLite target starts from (written once)."""
+        if self._tflite is None:
+            from fsanet.export.tflite import export_tflite
+
+            self._tflite = self.path(".tflite")
+            export_tflite(self.checkpoint, self._tflite, self.verify, self.verify_name)
+        return self._tflite
+
+
+def _check(targets: list[str], calib_path, skip_unavailable: bool) -> list[str]:
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise DataError(f"--to {','.join(unknown) or '(empty)'}: not a target; available: {', '.join(TARGETS)}")
+    for t in targets:
+        if t in NEEDS_CALIB and not calib_path:
+            raise DataError(f"--to {t} needs --calib calib.npz (build one with `fsanet calib build`)")
+    trt = [t for t in targets if t in TENSORRT_TARGETS]
+    if trt and importlib.util.find_spec("tensorrt") is None and not skip_unavailable:
+        raise BackendUnavailable(
+            f"TensorRT (for --to {','.join(trt)}; build engines on the device that runs them, or pass "
+            "--skip-unavailable to build the other targets here)",
+            "tensorrt",
+        )
+    return targets
 
 
 def export_targets(
@@ -25,102 +98,112 @@ def export_targets(
     verify_path=None,
     int8_max_drift: float | None = None,
     int8_float_ops: tuple[str, ...] | None = None,
+    skip_unavailable: bool = False,
 ) -> list[dict]:
+    """Build every target; returns one summary row per target (skipped ones say why)."""
     from fsanet.export.onnx import export_onnx
 
-    from fsanet.manifest import read_sidecar
-
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown or not targets:
-        raise DataError(
-            f"--to {','.join(unknown) or '(empty)'}: not a target this version builds; available: "
-            f"{', '.join(TARGETS)} (TFLite FP16/INT8 and TensorRT targets are not built yet)"
-        )
-    if "onnx-int8" in targets and not calib_path:
-        raise DataError("--to onnx-int8 needs --calib calib.npz (build one with `fsanet calib build`)")
+    _check(targets, calib_path, skip_unavailable)
     calib = None
     if calib_path:
         from fsanet import calib as calib_mod
 
         calib = calib_mod.load(calib_path)
     verify, verify_name = _faces(verify_path) if verify_path else (None, "")
-    out_dir = Path(out_dir)
-    stem = Path(checkpoint_path).stem
-    float_onnx = out_dir / f"{stem}.onnx"
-    export_onnx(checkpoint_path, float_onnx, verify, verify_name)  # every other target starts from it
-    float_size = float_onnx.stat().st_size
+    job = ExportJob(Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops)
+    job.float_onnx = job.path(".onnx")
+    export_onnx(job.checkpoint, job.float_onnx, verify, verify_name)
     rows = []
-    if "onnx" in targets:
-        v = read_sidecar(float_onnx)["verification"]
-        rows.append(_row("onnx", float_onnx, float_size, v["faces"], f"{v['max_abs_diff_deg']:.1e} vs PyTorch"))
-    if "onnx-fp16" in targets:
-        from fsanet.export.fp16 import to_fp16
-
-        out = out_dir / f"{stem}-fp16.onnx"
-        faces, name = (
-            (verify, verify_name)
-            if verify is not None
-            else (calib.crops, "the calibration faces")
-            if calib
-            else (None, "")
-        )
-        if faces is None:
-            raise DataError("--to onnx-fp16 needs faces to verify on: --verify FACES or --calib calib.npz")
-        v = to_fp16(float_onnx, out, faces, name)["verification"]
-        rows.append(
-            _row(
-                "onnx-fp16",
-                out,
-                float_size,
-                v["faces"],
-                f"{v['drift_max_deg']:.3f} / {v['drift_mean_deg']:.4f} vs float ONNX",
-            )
-        )
-    if "tflite" in targets:
-        from fsanet.benchmarks.accuracy import drift
-        from fsanet.export.tflite import export_tflite
-        from fsanet.runtimes import open as open_runtime
-
-        out = out_dir / f"{stem}.tflite"
-        v = export_tflite(checkpoint_path, out, verify, verify_name)["verification"]
-        faces = verify if verify is not None else (calib.crops if calib else None)
-        diff = f"{v['max_abs_diff_deg']:.1e} vs PyTorch"
-        if faces is not None:
-            with open_runtime(out) as rt, open_runtime(float_onnx) as ref:
-                d = drift(rt.predict(faces), ref.predict(faces))
-            diff += f"; {d['max']:.1e} / {d['mean']:.1e} vs float ONNX"
-        rows.append(_row("tflite", out, float_size, v["faces"], diff))
-    if "onnx-int8" in targets:
-        from fsanet.export.quantize import FLOAT_OPS, quantize_onnx, quantize_with_budget
-
-        out = out_dir / f"{stem}-int8.onnx"
-        if int8_max_drift is not None:
-            if verify is None:
-                raise DataError("--int8-max-drift needs --verify FACES (real faces not in the calibration set)")
-            m = quantize_with_budget(float_onnx, calib, out, int8_max_drift, verify, verify_name)
-        else:
-            ops = FLOAT_OPS if int8_float_ops is None else int8_float_ops
-            m = quantize_onnx(float_onnx, calib, out, ops, verify, verify_name)
-        v = m["verification"]
-        rows.append(
-            _row(
-                "onnx-int8",
-                out,
-                float_size,
-                v["faces"],
-                f"{v['drift_max_deg']:.3f} / {v['drift_mean_deg']:.3f} vs float ONNX",
-            )
-        )
+    for target in sorted(targets, key=TARGETS.index):  # float files first: the others derive from them
+        rows.append(_BUILDERS[target.split("-")[0]](job, target, skip_unavailable))
+    float_size = job.float_onnx.stat().st_size
+    for r in rows:
+        r["size_ratio"] = r["size_mb"] * 1e6 / float_size if r["file"] else None
     return rows
 
 
-def _row(target, path: Path, float_size: int, faces: str, diff: str) -> dict:
-    size = path.stat().st_size
-    return {
-        "target": target,
-        "file": str(path),
-        "size_mb": size / 1e6,
-        "size_ratio": size / float_size,
-        "faces": faces,
-        "diff": diff,
-    }
+def _faces(path):
+    from fsanet.data import open_faces
+
+    faces = open_faces(path)
+    return faces.images(progress=True), faces.describe()
+
+
+def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
+    from fsanet.manifest import read_sidecar
+
+    if target == "onnx":
+        v = read_sidecar(job.float_onnx)["verification"]
+        return _row(target, job.float_onnx, v["faces"], f"{v['max_abs_diff_deg']:.1e} vs PyTorch")
+    if target == "onnx-fp16":
+        from fsanet.export.fp16 import to_fp16
+
+        out = job.path("-fp16.onnx")
+        faces, name = job.judge(target)
+        v = to_fp16(job.float_onnx, out, faces, name)["verification"]
+        return _row(target, out, v["faces"], _drift_text(v, "float ONNX", 4))
+    from fsanet.export.quantize import FLOAT_OPS, quantize_onnx, quantize_with_budget
+
+    out = job.path("-int8.onnx")
+    if job.int8_max_drift is not None:
+        if job.verify is None:
+            raise DataError("--int8-max-drift needs --verify FACES (real faces not in the calibration set)")
+        m = quantize_with_budget(job.float_onnx, job.calib, out, job.int8_max_drift, job.verify, job.verify_name)
+    else:
+        ops = FLOAT_OPS if job.int8_float_ops is None else job.int8_float_ops
+        m = quantize_onnx(job.float_onnx, job.calib, out, ops, job.verify, job.verify_name)
+    v = m["verification"]
+    return _row(target, out, v["faces"], _drift_text(v, "float ONNX"))
+
+
+def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
+    from fsanet.benchmarks.accuracy import drift
+    from fsanet.runtimes import open as open_runtime
+
+    source = job.float_tflite()
+    if target == "tflite":
+        from fsanet.manifest import read_sidecar
+
+        v = read_sidecar(source)["verification"]
+        text = f"{v['max_abs_diff_deg']:.1e} vs PyTorch"
+        if job.verify is not None or job.calib is not None:
+            faces, _ = job.judge(target)
+            with open_runtime(source) as rt:
+                d = drift(rt.predict(faces), job.reference(target))
+            text += f"; {d['max']:.1e} / {d['mean']:.1e} vs float ONNX"
+        return _row(target, source, v["faces"], text)
+    from fsanet.export.tflite_quantize import PRECISIONS, quantize_tflite
+
+    out = job.path(f"-{target.split('-', 1)[1]}.tflite")
+    faces, name = job.judge(target)
+    m = quantize_tflite(
+        source, out, PRECISIONS[target], job.reference(target), faces, name, job.calib, max_drift=job.int8_max_drift
+    )
+    return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
+
+
+def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
+    """Engines run only on the GPU and TensorRT version that built them: build on the device."""
+    if importlib.util.find_spec("tensorrt") is None:  # _check refused already unless skipping was asked
+        return {"target": target, "file": None, "size_mb": 0.0, "faces": "", "diff": "skipped: TensorRT not installed"}
+    from fsanet.export.tensorrt import TARGETS as PRECISION
+    from fsanet.export.tensorrt import build_engine
+
+    out = job.path(f"-{target.split('-', 1)[1]}.engine")
+    faces, name = job.judge(target) if job.verify is not None or job.calib is not None else (None, "")
+    # INT8 from the float ONNX with the entropy calibrator: NNCF's ONNX Runtime-oriented Q/DQ file
+    # uses uint8 activations, which TensorRT's explicit quantization does not take
+    m = build_engine(job.float_onnx, out, PRECISION[target], job.calib, verify=faces, verify_name=name)
+    v = m.get("verification")
+    return _row(target, out, name, _drift_text(v, "float ONNX") if v else "not verified (no faces given)")
+
+
+_BUILDERS = {"onnx": _onnx, "tflite": _tflite, "tensorrt": _tensorrt}
+
+
+def _drift_text(v: dict, against: str, digits: int = 3) -> str:
+    return f"{v['drift_max_deg']:.3f} / {v['drift_mean_deg']:.{digits}f} vs {against}"
+
+
+def _row(target, path: Path, faces: str, diff: str) -> dict:
+    return {"target": target, "file": str(path), "size_mb": path.stat().st_size / 1e6, "faces": faces, "diff": diff}

@@ -46,13 +46,13 @@ def _export(args) -> int:
         verify_path=args.verify,
         int8_max_drift=args.int8_max_drift,
         int8_float_ops=float_ops,
+        skip_unavailable=args.skip_unavailable,
     )
     print("| target | file | size MB | vs float size | verified on | max / mean difference, degrees |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['target']} | {r['file']} | {r['size_mb']:.2f} | {r['size_ratio']:.2f} | {r['faces']} | {r['diff']} |"
-        )
+        size = f"{r['size_mb']:.2f} | {r['size_ratio']:.2f}" if r["file"] else "- | -"
+        print(f"| {r['target']} | {r['file'] or '-'} | {size} | {r['faces']} | {r['diff']} |")
     return 0
 
 
@@ -132,17 +132,6 @@ def _calib(args) -> int:
     return 0
 
 
-def _synth(args) -> int:
-    from fsanet.data.synthetic import contact_sheet, synthetic_faces, write_npz
-
-    faces = synthetic_faces(args.count, args.seed, size=args.size)
-    write_npz(faces, args.output)
-    print(f"wrote {args.output}: {len(faces)} synthetic heads, seed {args.seed} ('image' (N,64,64,3) BGR, 'pose')")
-    if args.sheet:
-        print(f"wrote {contact_sheet(faces, args.sheet)} (first {min(64, len(faces))} crops with their axes)")
-    return 0
-
-
 def _train(args) -> int:
     from fsanet.train import TrainConfig, train
 
@@ -191,7 +180,7 @@ def _synth(args) -> int:
     from fsanet.data.synthetic import contact_sheet, synthetic_faces, write_npz
 
     faces = synthetic_faces(args.count, args.seed, size=args.size)
-    write_npz(faces, args.output)
+    write_npz(faces, args.output, args.workers)
     print(f"wrote {args.output}: {len(faces)} synthetic heads, seed {args.seed} ('image' (N,64,64,3) BGR, 'pose')")
     if args.sheet:
         print(f"wrote {contact_sheet(faces, args.sheet)} (first {min(64, len(faces))} crops with their axes)")
@@ -219,13 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="checkpoint -> deployable files with manifests")
     s.add_argument("model", help="checkpoint (.pt)")
-    s.add_argument("--to", default="onnx", help="comma-separated targets: onnx, onnx-fp16, onnx-int8, tflite")
+    s.add_argument(
+        "--to",
+        default="onnx",
+        help="comma-separated targets: onnx, onnx-fp16, onnx-int8, tflite, tflite-fp16, tflite-dynamic, "
+        "tflite-int8, tensorrt-fp32, tensorrt-fp16, tensorrt-int8",
+    )
+    s.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="skip TensorRT targets on a machine without TensorRT (listed as skipped) instead of failing",
+    )
     s.add_argument("--calib", help="calibration set (.npz from `fsanet calib build`), needed for INT8")
     s.add_argument("--verify", help="real faces to verify every file on (default: random crops / the calibration set)")
     s.add_argument(
         "--int8-max-drift",
         type=float,
-        help="accuracy-controlled INT8: keep op types in float until "
+        help="accuracy-controlled INT8 (ONNX and TFLite): keep op types in float until "
         "the mean drift (degrees) on the --verify faces holds",
     )
     s.add_argument("--int8-float-ops", help="op types to keep in float for INT8 (comma-separated; '' = plain PTQ)")
@@ -285,14 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
 
-    s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
-    s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
-    s.add_argument("--seed", type=int, default=0, help="head i depends only on (seed, i)")
-    s.add_argument("--size", type=int, default=128, help="side of the full render the 64x64 crop is cut from")
-    s.add_argument("--sheet", help="also write a PNG contact sheet of the first 64 crops with their axes")
-    s.add_argument("-o", "--output", required=True, help=".npz to write ('image', 'pose'), readable by --data")
-    s.set_defaults(run=_synth)
-
     s = sub.add_parser("train", help="train a variant (paper recipe; torchrun for several GPUs)")
     s.add_argument("--data", required=True, help="300W-LP folder, BIWI folder, .npz, synthetic[:N[:seed]]")
     s.add_argument("--val", action="append", help="validation set (repeatable; the first picks best.pt)")
@@ -325,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
     s.add_argument("--seed", type=int, default=0, help="head i depends only on (seed, i)")
     s.add_argument("--size", type=int, default=128, help="side of the full render the 64x64 crop is cut from")
+    s.add_argument("--workers", type=int, default=1, help="rendering processes (same bytes for any number)")
     s.add_argument("--sheet", help="also write a PNG contact sheet of the first 64 crops with their axes")
     s.add_argument("-o", "--output", required=True, help=".npz to write ('image', 'pose'), readable by --data")
     s.set_defaults(run=_synth)

@@ -60,3 +60,73 @@ def test_a_changed_tflite_file_is_refused(fusion_tflite, tmp_path):
         f.write(b"\0")
     with pytest.raises(DataError, match="does not match its manifest"):
         runtimes.open(bad)
+
+
+# ---- quantized TFLite (AI Edge Quantizer), calibrated on AFW, judged on HELEN ----------------
+@pytest.fixture(scope="module")
+def afw_calib(shared_data):
+    from fsanet import calib
+
+    return calib.build(shared_data / "real-faces" / "afw", 96, seed=0)
+
+
+@pytest.fixture(scope="module")
+def helen(shared_data, fusion_onnx):
+    from fsanet.data import open_faces
+
+    faces = open_faces(shared_data / "real-faces" / "helen-trainset").images()[::4]
+    with runtimes.open(fusion_onnx) as ref:
+        return faces, ref.predict(faces)
+
+
+def _quantize(fusion_tflite, tmp_path, precision, helen, calib=None, **kw):
+    from fsanet.export.tflite_quantize import quantize_tflite
+
+    faces, reference = helen
+    out = tmp_path / f"fusion-{precision}.tflite"
+    m = quantize_tflite(fusion_tflite, out, precision, reference, faces, "helen", calib, **kw)
+    return out, m
+
+
+def test_tflite_int8_holds_the_budget_with_8_bit_weights(fusion_tflite, tmp_path, helen, afw_calib):
+    out, m = _quantize(fusion_tflite, tmp_path, "int8", helen, afw_calib)
+    q = m["quantization"]
+    assert q["int8 weights and activations"] == ["CONV_2D"]
+    assert set(q["int8 weights, float compute"]) == {"FULLY_CONNECTED", "BATCH_MATMUL"}
+    assert "DIV" in q["float"] and "CONV_2D" not in q["float"]
+    assert m["calibration"]["sha256"] == afw_calib.sha256
+    # dense and capsule weights in 8 bits: the file shrinks to about a third
+    assert out.stat().st_size <= 0.4 * fusion_tflite.stat().st_size
+    faces, reference = helen
+    with runtimes.open(out, threads=1) as rt:
+        d = drift(rt.predict(faces), reference)
+    assert d["mean"] <= 0.25 and d["mean"] == pytest.approx(m["verification"]["drift_mean_deg"], abs=1e-6)
+    assert d["mean"] > 0.01  # it is really quantized
+
+
+def test_tflite_fp16_and_dynamic_range(fusion_tflite, tmp_path, helen):
+    fp16, m16 = _quantize(fusion_tflite, tmp_path, "fp16", helen)
+    dyn, mdyn = _quantize(fusion_tflite, tmp_path, "dynamic-int8", helen)
+    size = fusion_tflite.stat().st_size
+    assert fp16.stat().st_size < 0.9 * size and m16["verification"]["drift_mean_deg"] <= 0.01
+    assert dyn.stat().st_size <= 0.35 * size and mdyn["verification"]["drift_mean_deg"] <= 0.25
+    assert mdyn["precision"] == "dynamic-int8" and mdyn["float_source"]["file"] == fusion_tflite.name
+
+
+def test_tflite_int8_search_keeps_what_fits_and_refuses_the_impossible(fusion_tflite, tmp_path, helen, afw_calib):
+    from fsanet.errors import ExportError
+
+    _, m = _quantize(fusion_tflite, tmp_path, "int8", helen, afw_calib, max_drift=0.25)
+    search = m["quantization"]["search"]
+    assert "CONV_2D" in m["quantization"]["int8 weights and activations"]
+    assert all(t["drift_mean_deg"] <= 0.25 for t in search["trajectory"] if t["kept"])
+    assert m["verification"]["drift_mean_deg"] <= 0.25
+    with pytest.raises(ExportError, match="no op type can go to INT8"):
+        _quantize(fusion_tflite, tmp_path, "int8", helen, afw_calib, max_drift=1e-4)
+
+
+def test_tflite_int8_needs_a_calibration_set(fusion_tflite, tmp_path, helen):
+    from fsanet.errors import DataError
+
+    with pytest.raises(DataError, match="--calib"):
+        _quantize(fusion_tflite, tmp_path, "int8", helen)

@@ -1,0 +1,210 @@
+"""FP32 TFLite -> FP16, dynamic-range and INT8 TFLite with Google's AI Edge Quantizer, the
+LiteRT quantizer that works on the flatbuffer itself (no TensorFlow, no global state).
+
+Why not TensorFlow's TFLiteConverter: it needs a TensorFlow graph, and the one route from this
+project's ONNX to TensorFlow (onnx2tf 1.29) mis-converts the fusion's regression head (it treats
+the 4-D (batch, member, stage, angle) tensors as images and transposes them: 2.75 degree mean
+drift, measured). LiteRT-Torch's FP32 file is exact, so it is quantized directly.
+
+INT8 (measured on the authors' fusion, see the README):
+- convolutions: int8 weights (per channel) and int8 activations, calibrated on the set;
+- the dense structure-mapping layers and the capsule transforms (about three quarters of the
+  values): int8 weights, float compute (weight-only);
+- everything else stays float: quantizing the routing, normalisations and the SSR head costs
+  degrees (plain full-model PTQ: 8 degree mean drift, and DIV fails to run at all).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.errors import BackendUnavailable, DataError, ExportError
+
+PRECISIONS = {"tflite-fp16": "fp16", "tflite-dynamic": "dynamic-int8", "tflite-int8": "int8"}
+STATIC_INT8_OPS = ("CONV_2D",)  # the default: measured fastest and most accurate
+WEIGHT_ONLY_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL")
+# op types the accuracy search tries to move to full INT8, in this order
+INT8_CANDIDATES = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RELU", "TANH", "ADD", "MUL")
+
+
+def _quantizer(float_path: Path):
+    try:
+        from ai_edge_quantizer import quantizer
+    except ImportError as e:
+        raise BackendUnavailable("ai-edge-quantizer", "tflite-export") from e
+    return quantizer.Quantizer(str(float_path))
+
+
+def _op_name(op: str):
+    from ai_edge_quantizer import qtyping
+
+    try:
+        return qtyping.TFLOperationName(op)
+    except ValueError as e:
+        known = ", ".join(o.value for o in qtyping.TFLOperationName if o.value.isupper())
+        raise DataError(f"TFLite op type {op!r}: the quantizer does not know it; known: {known}") from e
+
+
+def graph_op_types(path: Path) -> dict[str, int]:
+    """Op type -> count in a TFLite file."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    model = tfl.read_model(str(path))
+    counts: dict[str, int] = {}
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = tfl.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _recipe(q, precision: str, static_ops: tuple[str, ...]) -> None:
+    from ai_edge_quantizer import qtyping
+
+    if precision == "fp16":  # float16 weights, dequantized in the graph (TFLite's FP16 scheme)
+        for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):  # what float casting supports
+            q.add_weight_only_config(".*", _op_name(op), 16, algorithm_key="float_casting")
+    elif precision == "dynamic-int8":
+        q.add_dynamic_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 8)
+    else:
+        for op in WEIGHT_ONLY_OPS:
+            q.add_weight_only_config(".*", _op_name(op), 8)
+        for op in static_ops:
+            q.add_static_config(".*", _op_name(op), 8, 8)
+
+
+def _calibration_data(float_path: Path, calib) -> dict:
+    from fsanet.runtimes.tflite import _interpreter_class
+
+    signatures = _interpreter_class()(model_path=str(float_path)).get_signature_list()
+    key, spec = next(iter(signatures.items()))
+    name = spec["inputs"][0]
+    return {key: [{name: x} for x in calib.batches(batch_size=1)]}
+
+
+def _calibrate(float_path: Path, calib, ops: tuple[str, ...]):
+    q = _quantizer(float_path)
+    _recipe(q, "int8", ops)
+    return q.calibrate(_calibration_data(float_path, calib), num_threads=os.cpu_count() or 1)
+
+
+def _quantize(float_path: Path, precision: str, static_ops: tuple[str, ...], qsvs) -> bytes:
+    q = _quantizer(float_path)
+    _recipe(q, precision, static_ops)
+    result = q.quantize(qsvs if q.need_calibration else None, enable_progress_bar=False, enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def _drift(buf: bytes, manifest: dict, reference, faces: np.ndarray) -> dict:
+    from fsanet.benchmarks.accuracy import drift
+    from fsanet.runtimes.estimator import PoseEstimator
+    from fsanet.runtimes.tflite import TFLiteRuntime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "candidate.tflite"
+        path.write_bytes(buf)
+        try:
+            with TFLiteRuntime(path, manifest=manifest) as rt:
+                got = PoseEstimator(rt).predict(faces)
+        except DataError as e:
+            raise ExportError("tflite-quantize", f"the quantized model does not run: {e}") from e
+    return drift(got, reference)
+
+
+def quantize_tflite(
+    float_path,
+    output,
+    precision: str,
+    reference: np.ndarray,
+    faces: np.ndarray,
+    faces_name: str,
+    calib=None,
+    static_ops: tuple[str, ...] = STATIC_INT8_OPS,
+    max_drift: float | None = None,
+) -> dict:
+    """Write `output`, a quantized copy of `float_path` (an fsanet FP32 TFLite export), with its
+    manifest. `reference`: the float model's angles on `faces`, which drift is measured against.
+    `max_drift` (INT8 only): search `INT8_CANDIDATES` for the op types that keep the mean drift
+    within it, instead of using `static_ops`."""
+    from importlib.metadata import version
+
+    from fsanet.files import atomic_write, sha256
+    from fsanet.manifest import read_sidecar, write_sidecar
+
+    float_path, output = Path(float_path), Path(output)
+    stage = next(t for t, p in PRECISIONS.items() if p == precision)
+    source = read_sidecar(float_path)
+    if source is None or source.get("precision") != "fp32":
+        raise ExportError(stage, f"{float_path}: needs an fsanet FP32 TFLite export with its manifest")
+    if precision == "int8" and calib is None:
+        raise DataError(f"--to {stage} needs --calib calib.npz (build one with `fsanet calib build`)")
+    manifest = {k: v for k, v in source.items() if k not in ("file", "sha256", "size_bytes", "verification")}
+    manifest.update(precision=precision, float_source={"file": float_path.name, "sha256": source["sha256"]})
+    manifest["tools"] = dict(manifest.get("tools", {}), **{"ai-edge-quantizer": version("ai-edge-quantizer")})
+    qsvs, search = None, None
+    if precision == "int8":
+        manifest["calibration"] = {k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")}
+        qsvs = _calibrate(float_path, calib, INT8_CANDIDATES if max_drift is not None else static_ops)
+        if max_drift is not None:
+            static_ops, search = _search(float_path, manifest, qsvs, reference, faces, max_drift)
+    buf = _quantize(float_path, precision, static_ops, qsvs)
+    d = _drift(buf, manifest, reference, faces)
+    if not np.isfinite(d["max"]):
+        raise ExportError(stage, "the angles are not finite; not written")
+    manifest["quantization"] = _describe(float_path, precision, static_ops, search)
+    manifest["verification"] = {
+        "against": "float ONNX",
+        "faces": faces_name,
+        "count": len(faces),
+        "drift_mean_deg": d["mean"],
+        "drift_max_deg": d["max"],
+    }
+    atomic_write(output, lambda dst: Path(dst).write_bytes(buf))
+    write_sidecar(output, manifest)
+    manifest["sha256"] = sha256(output)
+    return manifest
+
+
+def _describe(float_path: Path, precision: str, static_ops, search) -> dict:
+    present = graph_op_types(float_path)
+    if precision == "fp16":
+        weights = {"float16 weights": ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"]}
+    elif precision == "dynamic-int8":
+        weights = {"int8 weights, activations quantized at run time": ["all the quantizer supports"]}
+    else:
+        weights = {
+            "int8 weights and activations": list(static_ops),
+            "int8 weights, float compute": list(WEIGHT_ONLY_OPS),
+        }
+    quantized = {op for ops in weights.values() for op in ops}
+    described = dict(weights, float=sorted(op for op in present if op not in quantized))
+    return dict(described, search=search) if search else described
+
+
+def _search(float_path, manifest, qsvs, reference, faces, max_drift: float):
+    """Greedy: add each candidate op type to the INT8 set, keep it when the drift holds."""
+    from tqdm import tqdm
+
+    present = graph_op_types(float_path)
+    chosen: list[str] = []
+    trajectory = []
+    candidates = [op for op in INT8_CANDIDATES if op in present]
+    for op in tqdm(candidates, desc="INT8 op search", unit="op type", leave=False, disable=None):
+        trial = tuple(chosen + [op])
+        d = _drift(_quantize(float_path, "int8", trial, qsvs), manifest, reference, faces)
+        kept = bool(d["mean"] <= max_drift)
+        trajectory.append({"int8": list(trial), "drift_mean_deg": d["mean"], "drift_max_deg": d["max"], "kept": kept})
+        if kept:
+            chosen.append(op)
+    if not chosen:
+        raise ExportError(
+            "tflite-int8",
+            f"no op type can go to INT8 within a mean drift of {max_drift} degrees "
+            f"(first try: {trajectory[0]['drift_mean_deg']:.3f}); raise --int8-max-drift or use tflite-dynamic",
+        )
+    return tuple(chosen), {"max_drift_deg": max_drift, "trajectory": trajectory}
