@@ -446,11 +446,31 @@ def _index(i, count: int) -> int:
     return int(i)
 
 
-def write_npz(faces: FaceSet, path: str | Path) -> Path:
+def render_crops(faces: FaceSet, workers: int = 1, chunk: int = 256) -> np.ndarray:
+    """All crops of a set as (N, 64, 64, 3) uint8, rendered by `workers` processes in chunks
+    (the bytes do not depend on `workers`: head i depends only on (seed, i))."""
+    if workers < 1:
+        raise DataError(f"synthetic: workers={workers} must be at least 1")
+    if workers == 1 or len(faces) <= chunk:
+        return faces.images(progress=True)
+    from concurrent.futures import ProcessPoolExecutor
+
+    starts = range(0, len(faces), chunk)
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(_load_range, [(faces.loader, a, min(a + chunk, len(faces))) for a in starts])
+        return np.concatenate(list(parts))
+
+
+def _load_range(job) -> np.ndarray:
+    load, start, stop = job
+    return np.stack([load(i) for i in range(start, stop)])
+
+
+def write_npz(faces: FaceSet, path: str | Path, workers: int = 1) -> Path:
     """The faces as an official preprocessed `.npz` (`image` (N,64,64,3) uint8 BGR, `pose` (N,3))."""
     from fsanet.files import atomic_write
 
-    images, poses = faces.images(progress=True), np.asarray(faces.poses, dtype=np.float32)
+    images, poses = render_crops(faces, workers), np.asarray(faces.poses, dtype=np.float32)
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -482,4 +502,13 @@ def contact_sheet(faces: FaceSet, path: str | Path, count: int = 64, columns: in
     return atomic_write(path, write)
 
 
-__all__ = ["SynthHead", "SynthOptions", "contact_sheet", "open_spec", "render", "synthetic_faces", "write_npz"]
+__all__ = [
+    "SynthHead",
+    "SynthOptions",
+    "contact_sheet",
+    "open_spec",
+    "render",
+    "render_crops",
+    "synthetic_faces",
+    "write_npz",
+]

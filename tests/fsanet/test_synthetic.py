@@ -161,6 +161,15 @@ def test_cli_writes_a_readable_npz_and_sheet(tmp_path):
     assert not (tmp_path / "none.npz").exists()
 
 
+def test_parallel_rendering_gives_the_same_bytes():
+    from fsanet.data.synthetic import render_crops
+
+    faces = synthetic_faces(7, seed=5)
+    assert np.array_equal(render_crops(faces, workers=2, chunk=3), faces.images())
+    with pytest.raises(DataError, match="workers=0"):
+        render_crops(faces, workers=0)
+
+
 def test_rasterizer_covers_exactly_and_keeps_the_nearest():
     # two squares of two triangles: the nearer one (depth 1) wins where they overlap
     x = np.array([1, 5, 5, 1, 3, 7, 7, 3], float)
