@@ -20,7 +20,7 @@ def open_faces(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
     from fsanet.data import biwi, landmarks, mat, npz, synthetic
 
     if synthetic.is_spec(path):
-        return synthetic.open_spec(path)
+        return synthetic.open_spec(str(path))
     p = Path(path)
     if p.is_file() and p.suffix == ".npz":
         return npz.npz_file(p, protocol_filter_on)

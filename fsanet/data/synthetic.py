@@ -118,7 +118,11 @@ def open_spec(spec: str) -> FaceSet:
 
 
 def is_spec(path) -> bool:
-    return isinstance(path, str) and path.split(":", 1)[0] == "synthetic"
+    """A `synthetic[:N[:SEED]]` string, or a Path made from one that names no existing file
+    (stages that turn their argument into a Path first still reach the generator)."""
+    if isinstance(path, str):
+        return path.split(":", 1)[0] == "synthetic"
+    return isinstance(path, Path) and is_spec(str(path)) and not path.exists()
 
 
 def sample_poses(count: int, seed: int, opts: SynthOptions) -> np.ndarray:

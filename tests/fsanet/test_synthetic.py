@@ -1,5 +1,7 @@
 """The procedural heads: determinism, labels, crop convention, and the authors' model reading them."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,7 @@ def test_open_faces_accepts_synthetic_specs():
     a, b = open_faces("synthetic:3:9"), synthetic_faces(3, 9)
     assert np.array_equal(a.poses, b.poses) and np.array_equal(a.load(2), b.load(2))
     assert len(open_faces("synthetic")) == 2000
+    assert len(open_faces(Path("synthetic:4:1"))) == 4  # stages that make a Path of their argument
 
 
 @pytest.mark.parametrize("spec", ["synthetic:0", "synthetic:-4", "synthetic:ten", "synthetic:5:x", "synthetic:1:2:3"])
