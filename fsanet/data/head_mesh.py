@@ -71,7 +71,8 @@ def _ellipse(theta, phi, ct, cp, rt, rp):
 
 
 def surface(theta, phi, s: HeadShape) -> np.ndarray:
-    """(N, 3) points of the head at parameters theta, phi (degrees, arrays of one shape)."""
+    """(N, 3) points of the head at parameters theta, phi (degrees, arrays of one shape), in the
+    head frame: the face looks along +z, turned up by NEUTRAL_PITCH."""
     th, ph = np.radians(theta), np.radians(phi)
     st, ct, sp, cp = np.sin(th), np.cos(th), np.sin(ph), np.cos(ph)
     u = st * cp
@@ -176,8 +177,7 @@ def grid(n_theta: int = 55, n_phi: int = 41) -> tuple[np.ndarray, np.ndarray, np
     t = np.linspace(-1.0, 1.0, n_theta)
     theta = 180.0 * (0.3 * t + 0.7 * t**3)  # 2 degrees apart at the front, 15 at the back
     p = np.linspace(-1.0, 1.0, n_phi)
-    phi = 5.5 + 83.5 * (0.45 * p + 0.55 * p**3)  # -78 (under the chin) .. 89
-    phi = np.clip(phi, -89.0, 89.0)
+    phi = 6.0 + 84.0 * (0.45 * p + 0.55 * p**3)  # -78 (under the chin) .. 90 (the crown: no hole)
     tg, pg = np.meshgrid(theta, phi)
     i = np.arange((n_phi - 1) * (n_theta - 1))
     r, c = i // (n_theta - 1), i % (n_theta - 1)

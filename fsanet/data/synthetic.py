@@ -255,7 +255,13 @@ def _neck(rot, body_angles):
 def _grid_normals(pts: np.ndarray, outward_rows_first: bool) -> np.ndarray:
     d_row, d_col = np.gradient(pts, axis=(0, 1))
     n = np.cross(d_row, d_col) if outward_rows_first else np.cross(d_col, d_row)
-    return n / np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-9)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True).clip(1e-12)
+    # a pole row (all its points at one place) has no normal: use its neighbour row's mean
+    for row, near in ((0, 1), (-1, -2)):
+        if np.ptp(pts[row], axis=0).max() < 1e-9:
+            mean = n[near].mean(0)
+            n[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return n
 
 
 def _shade(scene: _Scene, vert_ids, bary, vertex_data) -> np.ndarray:
