@@ -110,8 +110,8 @@ def _relief(theta, phi, s: HeadShape):
     nose = s.nose_len * (0.12 + 0.88 * rise**1.4) * fall * _smooth(1.0 - (theta / width) ** 2) ** 0.7
     nose = nose * (phi < s.eye_phi + 4.0)
     alae = 0.07 * _band(phi, s.nose_tip - 6, s.nose_tip, 1.5) * _band(at, 0, s.nose_w * 1.5, 2.5)
-    brow = 0.05 * _band(phi, s.eye_phi + 3, s.eye_phi + 12, 3) * _band(at, 0, 40, 8)
-    socket = -0.06 * np.exp(-_ellipse(at, phi, s.eye_theta, s.eye_phi, s.eye_w * 1.3, s.eye_h * 2.6))
+    brow = 0.14 * _band(phi, s.eye_phi + 3, s.eye_phi + 12, 3) * _band(at, 0, 40, 8)
+    socket = -0.14 * np.exp(-_ellipse(at, phi, s.eye_theta, s.eye_phi, s.eye_w * 1.3, s.eye_h * 2.6))
     eyeball = 0.02 * np.exp(-_ellipse(at, phi, s.eye_theta, s.eye_phi, s.eye_w, s.eye_h * 1.2))
     cheek = 0.04 * np.exp(-_ellipse(at, phi, 32, -12, 14, 12))
     lips = 0.05 * np.exp(-_ellipse(theta, phi, 0, s.mouth_phi, s.mouth_w * 1.2, s.lips * 1.8))
