@@ -18,8 +18,8 @@ import numpy as np
 from fsanet import pose
 
 # The head's neutral orientation: the face of this model turned up by NEUTRAL_PITCH degrees is
-# what the authors' 300W-LP model reads as pitch 0 (mean bias measured on 500 heads).
-NEUTRAL_PITCH = 6.0
+# what the authors' 300W-LP model reads as pitch 0 (median over 500 heads near pitch 0, |yaw| < 60).
+NEUTRAL_PITCH = 9.0
 _NEUTRAL = pose.euler_to_matrix(0.0, NEUTRAL_PITCH, 0.0)
 
 
