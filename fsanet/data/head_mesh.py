@@ -187,8 +187,8 @@ def grid(n_theta: int = 55, n_phi: int = 41) -> tuple[np.ndarray, np.ndarray, np
     return tg.reshape(-1), pg.reshape(-1), tris
 
 
-def albedo(theta, phi, s: HeadShape, colours: dict) -> np.ndarray:
-    """(N, 3) BGR reflectance in 0..1 at parameters theta, phi (1-D arrays).
+def albedo(theta, phi, s: HeadShape, colours: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) BGR reflectance in 0..1 at parameters theta, phi (1-D arrays), and the (N,) hair mask.
 
     Each feature is painted only on the pixels of its region (index subsets): most of a
     head is plain skin or hair.
@@ -206,7 +206,8 @@ def albedo(theta, phi, s: HeadShape, colours: dict) -> np.ndarray:
     out[e] = _ear_colour(out[e], at[e], phi[e], s)
     f = np.flatnonzero((at < 48) & (phi > s.mouth_phi - 2.0 * s.lips) & (phi < s.eye_phi + s.brow_gap + 6.0))
     out[f] = _face_colour(out[f], theta[f], phi[f], s, colours)
-    return _mix(out, np.asarray(colours["hair"], float), hair_mask(theta, phi, s))
+    hair = hair_mask(theta, phi, s)
+    return _mix(out, np.asarray(colours["hair"], float), hair), hair
 
 
 def _ear_colour(out, at, phi, s: HeadShape):

@@ -274,7 +274,9 @@ def _shade(scene: _Scene, vert_ids, bary, vertex_data) -> np.ndarray:
     n = v[:, :3] / np.sqrt((v[:, :3] ** 2).sum(1, keepdims=True)).clip(1e-9)
     a = v[:, 3:]
     neck = a[:, 2] > 0.5
-    albedo = H.albedo(a[:, 0], a[:, 1], scene.shape, scene.colours)
+    head = np.flatnonzero(~neck)
+    albedo, hair = np.empty((len(a), 3)), np.zeros(len(a))
+    albedo[head], hair[head] = H.albedo(a[head, 0], a[head, 1], scene.shape, scene.colours)
     # the neck, in the jaw's shadow at its top
     shade = 0.4 + 0.45 * np.clip((a[neck, 1] - 0.3) / 0.35, 0.0, 1.0)
     albedo[neck] = np.asarray(scene.colours["skin"]) * shade[:, None]
@@ -282,7 +284,7 @@ def _shade(scene: _Scene, vert_ids, bary, vertex_data) -> np.ndarray:
     half = scene.light + np.array([0.0, 0.0, 1.0])
     half /= np.linalg.norm(half)
     spec = scene.specular * np.clip(n @ half, 0.0, 1.0) ** 24
-    shine = 1.0 - 0.8 * H.hair_mask(a[:, 0], a[:, 1], scene.shape)
+    shine = 1.0 - 0.8 * hair
     rgb = albedo * (scene.ambient + scene.diffuse * lam)[:, None] + (spec * shine)[:, None]
     # auto-exposure: photos of dark skin in dim light are brightened, as a camera does
     gain = np.clip(scene.exposure / max(float(rgb.mean()), 1e-3), 1.0, 2.5)
