@@ -47,7 +47,7 @@ def rasterize(x, y, depth, tris: np.ndarray, height: int, width: int, cull: bool
     planes = _planes(corners, area[keep], (depth[ia[ids]], depth[ib[ids]], depth[ic[ids]]))
     zmin, zmax = float(depth.min()), float(depth.max())
     zscale = _DEPTH_LEVELS / max(zmax - zmin, 1e-9)
-    pix, cand, key = [], [], []
+    pix, rows, key = [], [], []
     prev = 0
     for k in _BOX_SIZES:
         sel = np.flatnonzero((extent > prev) & (extent <= k))
@@ -55,25 +55,22 @@ def rasterize(x, y, depth, tris: np.ndarray, height: int, width: int, cull: bool
         if sel.size:
             p, z, g = _candidates(planes[sel], x0[sel], y0[sel], x1[sel], y1[sel], k, width)
             pix.append(p)
-            cand.append(ids[sel[g]])
+            rows.append(sel[g])
             key.append(((z - zmin) * zscale).astype(np.int64))
-    pix, cand, key = np.concatenate(pix), np.concatenate(cand), np.concatenate(key)
+    pix, rows, key = np.concatenate(pix), np.concatenate(rows), np.concatenate(key)
     buf = np.full(height * width, -1, np.int64)
     np.maximum.at(buf, pix, (key << _ID_BITS) | np.arange(pix.size, dtype=np.int64))
     covered = np.flatnonzero(buf >= 0)
-    tri = cand[buf[covered] & ((1 << _ID_BITS) - 1)]
-    return covered, tri, barycentric(x, y, np.take(tris, tri, axis=0), covered, width)
+    row = rows[buf[covered] & ((1 << _ID_BITS) - 1)]
+    return covered, ids[row], _weights(np.take(planes, row, axis=0), covered, width)
 
 
-def barycentric(x, y, tri_vertices: np.ndarray, pixels: np.ndarray, width: int) -> np.ndarray:
-    """(P, 3) barycentric weights of the pixel centres in their triangles, clipped to the triangle."""
-    px = (pixels % width) + 0.5
-    py = (pixels // width) + 0.5
-    tx, ty = x[tri_vertices], y[tri_vertices]
-    area = (tx[:, 1] - tx[:, 0]) * (ty[:, 2] - ty[:, 0]) - (ty[:, 1] - ty[:, 0]) * (tx[:, 2] - tx[:, 0])
-    wa = ((tx[:, 1] - px) * (ty[:, 2] - py) - (ty[:, 1] - py) * (tx[:, 2] - px)) / area
-    wb = ((tx[:, 2] - px) * (ty[:, 0] - py) - (ty[:, 2] - py) * (tx[:, 0] - px)) / area
-    w = np.clip(np.stack([wa, wb, 1.0 - wa - wb], 1), 0.0, 1.0)
+def _weights(planes: np.ndarray, pixels: np.ndarray, width: int) -> np.ndarray:
+    """(P, 3) barycentric weights of the pixel centres from their triangles' planes, clipped to
+    the triangle (a centre on an edge may sit a rounding error outside)."""
+    px = (pixels % width + 0.5)[:, None]
+    py = (pixels // width + 0.5)[:, None]
+    w = np.clip(planes[:, 0:9:3] * px + planes[:, 1:9:3] * py + planes[:, 2:9:3], 0.0, 1.0)
     return w / w.sum(1, keepdims=True).clip(1e-12)
 
 
