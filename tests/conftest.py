@@ -70,6 +70,45 @@ def fusion_onnx(fusion_checkpoint, real_faces, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fusion_tflite(fusion_checkpoint, real_faces, tmp_path_factory) -> Path:
+    """The fusion as FP32 TFLite (LiteRT-Torch), verified against PyTorch on a quarter of the real faces."""
+    from fsanet.export.tflite import export_tflite
+
+    out = tmp_path_factory.mktemp("tflite") / "fusion.tflite"
+    export_tflite(fusion_checkpoint, out, real_faces[::4], "real faces")
+    return out
+
+
+@pytest.fixture(scope="session")
+def afw_calib(shared_data):
+    """96 AFW faces (official crop from the .pts landmarks) as a calibration set."""
+    from fsanet import calib
+
+    return calib.build(shared_data / "real-faces" / "afw", 96, seed=0)
+
+
+@pytest.fixture(scope="session")
+def helen(shared_data, fusion_onnx) -> tuple[np.ndarray, np.ndarray]:
+    """A quarter of the HELEN faces (never calibrated on) and the float ONNX's angles on them."""
+    from fsanet import runtimes
+    from fsanet.data import open_faces
+
+    faces = open_faces(shared_data / "real-faces" / "helen-trainset").images()[::4]
+    with runtimes.open(fusion_onnx) as ref:
+        return faces, ref.predict(faces)
+
+
+@pytest.fixture(scope="session")
+def fusion_tflite_int8(fusion_tflite, afw_calib, helen, tmp_path_factory) -> Path:
+    """The fusion as INT8 TFLite, calibrated on AFW, judged on HELEN."""
+    from fsanet.export.tflite_quantize import quantize_tflite
+
+    out = tmp_path_factory.mktemp("tflite-int8") / "fusion-int8.tflite"
+    quantize_tflite(fusion_tflite, out, "int8", helen[1], helen[0], "helen", afw_calib)
+    return out
+
+
+@pytest.fixture(scope="session")
 def reference_models(shared_data) -> dict[str, str]:
     """Third-party ONNX ports with their input formats, as `fsanet` takes them on the command line."""
     r = shared_data / "reference-models"

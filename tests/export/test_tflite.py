@@ -11,15 +11,6 @@ from fsanet.benchmarks.accuracy import drift
 from fsanet import runtimes
 
 
-@pytest.fixture(scope="module")
-def fusion_tflite(fusion_checkpoint, real_faces, tmp_path_factory):
-    from fsanet.export.tflite import export_tflite
-
-    out = tmp_path_factory.mktemp("tflite") / "fusion.tflite"
-    export_tflite(fusion_checkpoint, out, real_faces[::4], "real faces")
-    return out
-
-
 def test_tflite_float_matches_the_float_onnx_on_real_faces(fusion_tflite, fusion_onnx, real_faces):
     with runtimes.open(fusion_tflite, threads=1) as tfl, runtimes.open(fusion_onnx) as ref:
         assert tfl.backend == "tflite" and tfl.fixed_batch == 1  # batches run face by face
@@ -63,22 +54,6 @@ def test_a_changed_tflite_file_is_refused(fusion_tflite, tmp_path):
 
 
 # ---- quantized TFLite (AI Edge Quantizer), calibrated on AFW, judged on HELEN ----------------
-@pytest.fixture(scope="module")
-def afw_calib(shared_data):
-    from fsanet import calib
-
-    return calib.build(shared_data / "real-faces" / "afw", 96, seed=0)
-
-
-@pytest.fixture(scope="module")
-def helen(shared_data, fusion_onnx):
-    from fsanet.data import open_faces
-
-    faces = open_faces(shared_data / "real-faces" / "helen-trainset").images()[::4]
-    with runtimes.open(fusion_onnx) as ref:
-        return faces, ref.predict(faces)
-
-
 def _quantize(fusion_tflite, tmp_path, precision, helen, calib=None, **kw):
     from fsanet.export.tflite_quantize import quantize_tflite
 
@@ -88,17 +63,19 @@ def _quantize(fusion_tflite, tmp_path, precision, helen, calib=None, **kw):
     return out, m
 
 
-def test_tflite_int8_holds_the_budget_with_8_bit_weights(fusion_tflite, tmp_path, helen, afw_calib):
-    out, m = _quantize(fusion_tflite, tmp_path, "int8", helen, afw_calib)
+def test_tflite_int8_holds_the_budget_with_8_bit_weights(fusion_tflite, fusion_tflite_int8, helen, afw_calib):
+    from fsanet.manifest import read_sidecar
+
+    m = read_sidecar(fusion_tflite_int8)
     q = m["quantization"]
     assert q["int8 weights and activations"] == ["CONV_2D"]
     assert set(q["int8 weights, float compute"]) == {"FULLY_CONNECTED", "BATCH_MATMUL"}
     assert "DIV" in q["float"] and "CONV_2D" not in q["float"]
     assert m["calibration"]["sha256"] == afw_calib.sha256
     # dense and capsule weights in 8 bits: the file shrinks to about a third
-    assert out.stat().st_size <= 0.4 * fusion_tflite.stat().st_size
+    assert fusion_tflite_int8.stat().st_size <= 0.4 * fusion_tflite.stat().st_size
     faces, reference = helen
-    with runtimes.open(out, threads=1) as rt:
+    with runtimes.open(fusion_tflite_int8, threads=1) as rt:
         d = drift(rt.predict(faces), reference)
     assert d["mean"] <= 0.25 and d["mean"] == pytest.approx(m["verification"]["drift_mean_deg"], abs=1e-6)
     assert d["mean"] > 0.01  # it is really quantized
