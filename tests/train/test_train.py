@@ -95,3 +95,18 @@ def test_augmentation_jitters_the_official_crop_reproducibly(aflw):
     assert not torch.equal(ds[0][0], x0)  # another epoch: another crop
     crop = faces.load(0)
     assert np.array_equal(warp_crop(crop, 1.0, 0.0, 0.0), crop)  # no jitter: the official crop
+
+
+def test_protocol2_split_is_by_subject_seeded_and_disjoint():
+    from fsanet.train.data import by_subjects, subject_split
+
+    from fsanet.data import FaceSet
+
+    names = [f"{s:02d}/frame_{i:05d}_rgb.png" for s in range(1, 25) for i in range(3)]
+    faces = FaceSet("biwi", names, lambda i: np.zeros((64, 64, 3), np.uint8), np.zeros((len(names), 3), np.float32))
+    split = subject_split(faces, seed=7)
+    assert split == subject_split(faces, seed=7) and split != subject_split(faces, seed=8)
+    assert len(split["train"]) == 17 and len(split["test"]) == 7  # 70/30 of 24 subjects
+    assert not set(split["train"]) & set(split["test"])
+    test = by_subjects(faces, split["test"], "test")
+    assert len(test) == 21 and {n.split("/")[0] for n in test.names} == set(split["test"])
