@@ -11,7 +11,10 @@ Unknown keys, and sections naming an artifact that is not in the run, are errors
 
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10, the system Python of JetPack 6
+    import tomli as tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
