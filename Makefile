@@ -9,7 +9,7 @@ FUSION_H5 := $(W)/fsanet_capsule_3_16_2_21_5/fsanet_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_var_capsule_3_16_2_21_5/fsanet_var_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_noS_capsule_3_16_2_192_5/fsanet_noS_capsule_3_16_2_192_5.h5
 
-.PHONY: setup main test lint clean
+.PHONY: setup main test lint clean default-model
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,24 @@ main: setup
 		--data $(SHARED)/aflw2000-sample --faces $(SHARED)/real-faces/helen-trainset \
 		--reference $(OUT)/fsanet-fusion-300wlp.onnx --peak-gflops 100 --runs $(RUNS) -o $(OUT)/bench-onnx
 RUNS ?= 1000
+
+# The project's own default fusion, trained from scratch on synthetic heads only (no download):
+# three capsule members (1x1, var, w/o), then averaged. `make -j3 default-model` trains them in
+# parallel. It rewrites fsanet/models/fsanet-fusion-synthetic.pt, the model `fsanet pipeline`
+# uses when no weights are given.
+DM := build/default-model
+MEMBERS := fsanet-1x1-capsule fsanet-var-capsule fsanet-wo-capsule
+DEFAULT_MODEL := fsanet/models/fsanet-fusion-synthetic.pt
+default-model: $(DEFAULT_MODEL)
+$(DEFAULT_MODEL): $(foreach m,$(MEMBERS),$(DM)/$(m)/best.pt)
+	$(BIN)/fsanet fuse $^ -o $@
+$(DM)/synth-train.npz: | setup
+	$(BIN)/fsanet synth -n 30000 --seed 0 --workers 2 -o $@
+$(DM)/synth-val.npz: | setup
+	$(BIN)/fsanet synth -n 1000 --seed 1 --workers 2 -o $@
+$(DM)/%/best.pt: $(DM)/synth-train.npz $(DM)/synth-val.npz
+	OMP_NUM_THREADS=1 $(BIN)/fsanet train --data $(DM)/synth-train.npz --val $(DM)/synth-val.npz --variant $* \
+		--epochs 4 --limit 10000 --milestones 3 --workers 0 --seed 0 -o $(DM)/$*
 
 lint: setup
 	$(BIN)/ruff check .

@@ -187,6 +187,30 @@ def _synth(args) -> int:
     return 0
 
 
+def _pipeline(args) -> int:
+    from fsanet.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig(
+        output=args.output,
+        weights=tuple(args.weights or ()),
+        calib=args.calib,
+        calib_count=args.calib_count,
+        data=args.data,
+        faces=args.faces,
+        budget=args.budget,
+        runs=args.runs,
+        threads=args.threads,
+        tensorrt=not args.no_tensorrt,
+    )
+    summary = run_pipeline(cfg)
+    print(summary["table"])
+    print(f"verdict ({cfg.budget} budget): {summary['verdict']}")
+    for v in summary["violations"]:
+        print(f"  - {v}")
+    print(f"report: {args.output}/summary.md")
+    return 0 if summary["verdict"] == "PASS" else 1
+
+
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -320,6 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet", help="also write a PNG contact sheet of the first 64 crops with their axes")
     s.add_argument("-o", "--output", required=True, help=".npz to write ('image', 'pose'), readable by --data")
     s.set_defaults(run=_synth)
+
+    s = sub.add_parser("pipeline", help="the main job: model -> calibration -> every target -> bench -> verdict")
+    s.add_argument("--weights", nargs="+", help="the authors' .h5 files (several: a fusion) or one checkpoint (.pt); "
+                   "default: the project's fusion trained on synthetic heads")  # fmt: skip
+    s.add_argument("--calib", default="synthetic:300:2", help="calibration faces: labelled set, photo folder, "
+                   "synthetic:N[:seed], or a calib .npz")  # fmt: skip
+    s.add_argument("--calib-count", type=int, default=300, help="faces drawn into the calibration set")
+    s.add_argument("--data", default="synthetic:500:7", help="labelled faces for MAE")
+    s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
+    s.add_argument("--budget", default="default", help="TOML budget (default: the shipped one)")
+    s.add_argument("--runs", type=int, default=200, help="timed runs per artifact and batch size")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--no-tensorrt", action="store_true", help="do not build TensorRT engines even where it exists")
+    s.add_argument("-o", "--output", default="out/pipeline", help="report folder")
+    s.set_defaults(run=_pipeline)
 
     s = sub.add_parser("variants", help="list the named configurations")
     s.set_defaults(run=_variants)

@@ -1,0 +1,36 @@
+"""`fsanet pipeline` end to end on the default model (trained on synthetic heads), small sizes:
+every target this machine can build, one bench, the budget's verdict and exit code."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from fsanet.cli import main
+from fsanet.pipeline import DEFAULT_MODEL, TARGETS
+
+
+def test_pipeline_builds_every_target_and_a_missed_budget_exits_1(tmp_path, capsys):
+    assert DEFAULT_MODEL.is_file(), "the committed default model is missing: make default-model"
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[all]\nmax_drift = 0.0001\nmax_mae_increase = 0.2\n")
+    out = tmp_path / "run"
+    args = ["pipeline", "--calib-count", "48", "--data", "synthetic:64:7", "--runs", "5", "-o", str(out)]
+    assert main(args + ["--budget", str(strict)]) == 1
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "FAIL"
+    # quantized files move more than 1e-4 degree: named with the metric, limit and value
+    assert any("int8" in v and "max_drift" in v and "limit 0.0001" in v for v in summary["violations"])
+    assert "verdict (" in printed and "FAIL" in printed
+    built = {r["target"]: r for r in summary["exports"]}
+    assert set(TARGETS) <= set(built)
+    for target in TARGETS:
+        path = built[target]["file"]
+        assert path and (out / "artifacts").is_dir() and json.loads(open(f"{path}.json").read())["sha256"]
+    if importlib.util.find_spec("tensorrt") is None:
+        assert all("skipped" in built[t]["diff"] for t in built if t.startswith("tensorrt"))
+    for f in ("summary.md", "report/report.md", "report/report.json", "report/latency.png", "calib.npz"):
+        assert (out / f).is_file(), f
+    table = (out / "summary.md").read_text()
+    assert table.count("| tflite") == 4 and table.count("| onnx") == 3 and "| FAIL |" in table
