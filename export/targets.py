@@ -21,6 +21,7 @@ TFLITE_TARGETS = ("tflite", "tflite-fp16", "tflite-dynamic", "tflite-int8")
 TENSORRT_TARGETS = ("tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8")
 TARGETS = ONNX_TARGETS + TFLITE_TARGETS + TENSORRT_TARGETS
 NEEDS_CALIB = ("onnx-int8", "tflite-int8", "tensorrt-int8")
+QAT_TARGETS = ("onnx", "onnx-int8")  # a QAT checkpoint (`fsanet train --qat`): its float start and its INT8 file
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ExportJob:
     verify_name: str
     int8_max_drift: float | None = None
     int8_float_ops: tuple[str, ...] | None = None
+    qat: bool = False
     float_onnx: Path = field(init=False)
     _tflite: Path | None = field(default=None, init=False)
     _reference: np.ndarray | None = field(default=None, init=False)
@@ -73,12 +75,15 @@ class ExportJob:
         return self._tflite
 
 
-def _check(targets: list[str], calib_path, skip_unavailable: bool) -> list[str]:
+def _check(targets: list[str], calib_path, skip_unavailable: bool, qat: bool = False) -> list[str]:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         raise DataError(f"--to {','.join(unknown) or '(empty)'}: not a target; available: {', '.join(TARGETS)}")
+    other = [t for t in targets if t not in QAT_TARGETS]
+    if qat and other:
+        raise DataError(f"--to {','.join(other)}: a QAT checkpoint exports to {', '.join(QAT_TARGETS)} only")
     for t in targets:
-        if t in NEEDS_CALIB and not calib_path:
+        if t in NEEDS_CALIB and not calib_path and not qat:
             raise DataError(f"--to {t} needs --calib calib.npz (build one with `fsanet calib build`)")
     trt = [t for t in targets if t in TENSORRT_TARGETS]
     if trt and importlib.util.find_spec("tensorrt") is None and not skip_unavailable:
@@ -102,17 +107,24 @@ def export_targets(
 ) -> list[dict]:
     """Build every target; returns one summary row per target (skipped ones say why)."""
     from fsanet.export.onnx import export_onnx
+    from fsanet.export.qat import is_qat_checkpoint
 
-    _check(targets, calib_path, skip_unavailable)
+    qat = is_qat_checkpoint(checkpoint_path)
+    _check(targets, calib_path, skip_unavailable, qat)
+    if qat and (int8_max_drift is not None or int8_float_ops is not None):
+        raise DataError("--int8-max-drift/--int8-float-ops choose post-training quantization; a QAT checkpoint "
+                        "already holds its quantizers (set at `fsanet train --qat`)")  # fmt: skip
     calib = None
     if calib_path:
         from fsanet import calib as calib_mod
 
         calib = calib_mod.load(calib_path)
     verify, verify_name = _faces(verify_path) if verify_path else (None, "")
-    job = ExportJob(Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops)
+    job = ExportJob(
+        Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat
+    )
     job.float_onnx = job.path(".onnx")
-    export_onnx(job.checkpoint, job.float_onnx, verify, verify_name)
+    export_onnx(_float_checkpoint(job), job.float_onnx, verify, verify_name)
     rows = []
     for target in sorted(targets, key=TARGETS.index):  # float files first: the others derive from them
         rows.append(_BUILDERS[target.split("-")[0]](job, target, skip_unavailable))
@@ -120,6 +132,17 @@ def export_targets(
     for r in rows:
         r["size_ratio"] = r["size_mb"] * 1e6 / float_size if r["file"] else None
     return rows
+
+
+def _float_checkpoint(job: ExportJob) -> Path:
+    """The checkpoint of the float model: the one given, or for a QAT checkpoint the float model
+    it started from, written beside the exports as `<stem>-float.pt` (the INT8 file's reference)."""
+    if not job.qat:
+        return job.checkpoint
+    from fsanet.train.qat import read_payload, write_float_checkpoint
+
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    return write_float_checkpoint(read_payload(job.checkpoint), job.path("-float.pt"))
 
 
 def _faces(path):
@@ -145,7 +168,12 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
     from fsanet.export.quantize import FLOAT_OPS, quantize_onnx, quantize_with_budget
 
     out = job.path("-int8.onnx")
-    if job.int8_max_drift is not None:
+    if job.qat:
+        from fsanet.export.qat import export_qat_onnx
+
+        faces, name = job.judge(target)
+        m = export_qat_onnx(job.checkpoint, job.float_onnx, out, faces, name)
+    elif job.int8_max_drift is not None:
         if job.verify is None:
             raise DataError("--int8-max-drift needs --verify FACES (real faces not in the calibration set)")
         m = quantize_with_budget(job.float_onnx, job.calib, out, job.int8_max_drift, job.verify, job.verify_name)

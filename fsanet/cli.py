@@ -157,6 +157,9 @@ def _train(args) -> int:
         amp=not args.no_amp,
         resume=args.resume,
         stop_after=args.stop_after,
+        qat=args.qat,
+        calib=args.calib,
+        distill=args.distill,
     )
     result = train(cfg)
     b = result["best"]
@@ -328,6 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (mixed precision is CUDA-only)")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run in -o")
     s.add_argument("--stop-after", type=int, help="stop after this epoch (continue later with --resume)")
+    s.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware fine-tuning of --init with NNCF (int8 "
+        "convolutions); best.pt/last.pt become QAT checkpoints for `fsanet export --to onnx,onnx-int8`",
+    )
+    s.add_argument("--calib", help="--qat: calibration set (.npz from `fsanet calib build`) for the initial ranges")
+    s.add_argument(
+        "--distill",
+        action="store_true",
+        help="--qat: fit the float --init model's angles instead of "
+        "the labels (then --data may be unlabelled faces, e.g. a folder with .pts)",
+    )
     s.add_argument("-o", "--output", required=True, help="run folder")
     s.set_defaults(run=_train)
 

@@ -54,7 +54,9 @@ class TrainFaces(torch.utils.data.Dataset):
     def __init__(self, faces: FaceSet, seed: int, augment: bool, scale_range=(0.8, 1.2), shift: float = 0.1):
         self.faces, self.seed, self.augment = faces, seed, augment
         self.scale_range, self.shift = tuple(scale_range), shift
-        self.poses = torch.from_numpy(np.asarray(faces.poses, dtype=np.float32))
+        # unlabelled faces (distillation: the teacher's angles are the targets) get zeros
+        poses = faces.poses if faces.poses is not None else np.zeros((len(faces), 3))
+        self.poses = torch.from_numpy(np.asarray(poses, dtype=np.float32))
         self.epoch = 0
 
     def __len__(self) -> int:

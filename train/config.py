@@ -46,12 +46,20 @@ class TrainConfig:
     progress: bool | None = None  # tqdm's disable=None: bars only on a terminal
     resume: bool = False
     stop_after: int | None = None  # end this invocation after that epoch (resume later)
+    qat: bool = False  # quantization-aware fine-tuning of `init` (NNCF fake quantizers, see train/qat.py)
+    calib: str | None = None  # calibration set (.npz) that sets the quantizers' initial ranges
+    distill: bool = False  # QAT targets: the float `init` model's angles on each batch, not the labels
 
     def __post_init__(self):
         if self.protocol not in PAPER_BATCH:
             raise DataError(f"protocol {self.protocol}: use 1 (300W-LP -> AFLW2000/BIWI) or 2 (BIWI 70/30)")
         if self.epochs < 1 or (self.batch is not None and self.batch < 1):
             raise DataError(f"epochs ({self.epochs}) and batch ({self.batch}) must be positive")
+        if self.qat and not (self.init and self.calib):
+            missing = "--init model.pt (the trained float model)" if not self.init else "--calib calib.npz"
+            raise DataError(f"--qat needs {missing}; build a calibration set with `fsanet calib build`")
+        if self.distill and not self.qat:
+            raise DataError("--distill is for --qat (the float --init model teaches its quantized copy)")
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise DataError(f"scale_range {self.scale_range}: needs 0 < low <= high")

@@ -20,10 +20,11 @@ from fsanet.data import FaceSet, open_faces
 from fsanet.errors import DataError
 
 
-def open_set(spec: str) -> FaceSet:
-    """A labelled, non-empty face set from a path, `synthetic` or `synthetic:N[:seed]`."""
+def open_set(spec: str, labelled: bool = True) -> FaceSet:
+    """A labelled, non-empty face set from a path, `synthetic` or `synthetic:N[:seed]`
+    (`labelled=False`: unlabelled faces too, for distillation)."""
     faces = open_faces(f"synthetic:{DEFAULT_SYNTHETIC}" if spec == "synthetic" else spec)
-    if faces.poses is None:
+    if faces.poses is None and labelled:
         raise DataError(f"{faces.source}: has no pose labels; training needs a labelled set (.mat, BIWI, .npz)")
     if len(faces) == 0:
         raise DataError(f"{faces.describe()}: no faces left to train or validate on")
@@ -39,7 +40,7 @@ def subset(faces: FaceSet, idx: np.ndarray, what: str) -> FaceSet:
         source=f"{faces.source} ({what})",
         names=[faces.names[j] for j in idx],
         loader=lambda i, load=faces.loader: load(int(idx[i])),
-        poses=faces.poses[idx],
+        poses=None if faces.poses is None else faces.poses[idx],
         raw=raw,
     )
 
@@ -78,7 +79,7 @@ def default_val(spec: str) -> str | None:
 
 def open_sets(cfg: TrainConfig) -> tuple[FaceSet, dict[str, FaceSet], dict | None]:
     """Training set, named validation sets (the first one picks the best checkpoint), split."""
-    train = open_set(cfg.data)
+    train = open_set(cfg.data, labelled=not cfg.distill)
     split = None
     vals = list(cfg.val) or [v for v in (default_val(cfg.data),) if v]
     if cfg.protocol == 2 and not vals:

@@ -7,6 +7,7 @@ The run folder holds `config.json`, `data.json` (sets and drop counts; the proto
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -69,10 +70,32 @@ class Run:
         self.info = data.describe(self.train_set, val_sets, split)
         self.val = {k: (v.images(progress=ctx.main), v.poses) for k, v in val_sets.items()}
         self.model, self.variant, self.init = make_model(cfg)
+        self.teacher = None
+        if cfg.qat:
+            self._prepare_qat()
         self.amp = cfg.amp and ctx.device.type == "cuda"
         self._build_training()
         self.history: list[dict] = []
         self.start, self.best = 0, {"epoch": 0, "mae": math.inf}
+
+    def _prepare_qat(self) -> None:
+        """--qat: NNCF quantizes the --init model (ranges from --calib); with --distill the float
+        model stays beside it as the teacher."""
+        from fsanet.train import qat
+
+        from fsanet import calib as calib_mod
+
+        if self.ctx.world > 1:
+            raise DataError("--qat runs in one process (NNCF's quantizers are not set up for DDP here); drop torchrun")
+        calib = calib_mod.load(self.cfg.calib)
+        self.float_payload = checkpoint.load_payload(self.cfg.init)
+        if self.cfg.distill:
+            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.ctx.device)
+        self.model = qat.quantize_for_training(self.model, calib)
+        self.calibration = qat.calibration_record(calib)
+        targets = "float --init model (distillation)" if self.cfg.distill else "labels"
+        self.info["qat"] = {"quantizers": qat.quantizer_count(self.model), "calibration": self.calibration,
+                            "targets": targets}  # fmt: skip
 
     def _build_training(self) -> None:
         cfg, ctx = self.cfg, self.ctx
@@ -140,6 +163,10 @@ class Run:
             print(f"protocol 2 split (seed {self.cfg.seed}): test subjects {self.info['protocol2_split']['test']}")
         b, w = self.cfg.global_batch, self.ctx.world
         print(f"{self.variant} on {self.ctx.device} x{w}, batch {b} ({b // w} per process)")
+        if self.cfg.qat:
+            q, c = self.info["qat"], self.info["qat"]["calibration"]
+            print(f"QAT: {q['quantizers']} NNCF quantizers, ranges from {c['count']} faces of {c['source']}; "
+                  f"targets: {q['targets']}")  # fmt: skip
         purge = self.start + 1 if self.start else None  # a resumed run drops the stopped run's later events
         self.writer = logs.tensorboard_writer(self.dir / "tensorboard", purge_step=purge)
 
@@ -150,8 +177,9 @@ class Run:
         lr = self.optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{self.cfg.epochs}"
         losses = steps.train_epoch(
-            self.net, self.loader, self.optimizer, self.scaler, self.ctx, self.amp, self.cfg.progress, desc
-        )
+            self.net, self.loader, self.optimizer, self.scaler, self.ctx, self.amp, self.cfg.progress, desc,
+            teacher=self.teacher, freeze_bn=self.cfg.qat,
+        )  # fmt: skip
         self.scheduler.step()
         r = {}
         if self.ctx.main:
@@ -169,10 +197,10 @@ class Run:
             "variant": self.variant, "init": self.init, "data": self.info["train"]["source"],
             "protocol": self.cfg.protocol, "epoch": epoch, "val_mae": val,
         }  # fmt: skip
-        checkpoint.save(self.model, self.dir / "last.pt", [source])
+        self._write_checkpoint(self.dir / "last.pt", source)
         if first < self.best["mae"]:
             self.best = {"epoch": epoch, "mae": first, "val": names[0]}
-            checkpoint.save(self.model, self.dir / "best.pt", [source])
+            self._write_checkpoint(self.dir / "best.pt", source)
         rows = [{k: v for k, v in h.items() if k != "step_losses"} for h in self.history]
         logs.write_csv(self.dir / "log.csv", rows, logs.columns(names))
         logs.log_epoch(self.writer, r, names)
@@ -189,6 +217,14 @@ class Run:
             f"epoch {epoch}: loss {r['train_loss']:.3f}, {names[0]} MAE yaw {m['yaw']:.2f} pitch {m['pitch']:.2f} "
             f"roll {m['roll']:.2f} mean {m['mean']:.2f} (best {self.best['mae']:.2f} at epoch {self.best['epoch']})"
         )
+
+    def _write_checkpoint(self, path: Path, source: dict) -> None:
+        if not self.cfg.qat:
+            checkpoint.save(self.model, path, [source])
+            return
+        from fsanet.train import qat
+
+        qat.save_qat(self.model, path, self.float_payload, self.calibration, [source | {"qat": self.info["qat"]}])
 
     def summary(self) -> dict:
         return {

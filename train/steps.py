@@ -17,12 +17,24 @@ def bar(iterable, ctx: Context, progress: bool | None, **kw):
     return tqdm(iterable, leave=False, disable=None, **kw)
 
 
-def train_epoch(model, loader, optimizer, scaler, ctx: Context, amp: bool, progress, desc: str) -> list[float]:
-    """Run one epoch; returns the loss of every step, averaged over all processes."""
+def train_epoch(
+    model, loader, optimizer, scaler, ctx: Context, amp: bool, progress, desc: str, teacher=None, freeze_bn=False
+) -> list[float]:
+    """Run one epoch; returns the loss of every step, averaged over all processes.
+
+    `teacher`: a model whose angles replace the labels (distillation). `freeze_bn`: batch norms
+    keep their running statistics (QAT: the quantizer ranges were calibrated on them)."""
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     losses = []
     for x, y in bar(loader, ctx, progress, desc=desc, unit="batch"):
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        if teacher is not None:
+            with torch.no_grad():
+                y = teacher(x).float()
         with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=amp):
             pred = model(x)
         loss = F.l1_loss(pred.float(), y)  # the paper's MAE loss: mean over angles and batch
