@@ -134,6 +134,7 @@ def _calib(args) -> int:
 
 def _train(args) -> int:
     from fsanet.train import TrainConfig, train
+    from fsanet.train.qat import QAT_LR
 
     scale = tuple(float(v) for v in args.scale.split(","))
     cfg = TrainConfig(
@@ -144,7 +145,7 @@ def _train(args) -> int:
         variant=args.variant,
         init=args.init,
         epochs=args.epochs,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else (QAT_LR if args.qat else 1e-3),
         milestones=tuple(int(m) for m in args.milestones.split(",") if m.strip()),
         batch=args.batch,
         seed=args.seed,
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", help="named configuration (see `fsanet variants`); default fsanet-1x1-capsule")
     s.add_argument("--init", help="checkpoint to fine-tune (e.g. from `fsanet import-keras`)")
     s.add_argument("--epochs", type=int, default=90)
-    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--lr", type=float, help="learning rate (default 1e-3; 1e-5 with --qat)")
     s.add_argument("--milestones", default="30,60", help="epochs after which the lr is multiplied by 0.1")
     s.add_argument("--batch", type=int, help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
     s.add_argument("--seed", type=int, default=0)

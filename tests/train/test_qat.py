@@ -16,9 +16,9 @@ from fsanet.cli import main
 from fsanet.errors import DataError
 
 CAPSULE = "fsanet_capsule_3_16_2_21_5"
-# mean drift from the float model on HELEN after two distillation steps; plain post-training
-# quantization of this model gives about the same (see the README's QAT section)
-MAX_MEAN_DRIFT = 0.6
+# mean drift from the float model on HELEN after two distillation steps: 0.26 here (calibrated on
+# 96 AFW faces); post-training quantization of the float ONNX gives 0.30 (256 AFW faces)
+MAX_MEAN_DRIFT = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def qat_run(capsule, calib_path, shared_data, tmp_path_factory):
     aflw = str(shared_data / "aflw2000-sample")
     afw = str(shared_data / "real-faces" / "afw")
     args = ["train", "--qat", "--distill", "--init", str(capsule), "--calib", str(calib_path), "--data", afw]
-    args += ["--val", aflw, "--limit", "16", "--batch", "8", "--epochs", "1", "--lr", "1e-4", "--workers", "0"]
+    args += ["--val", aflw, "--limit", "16", "--batch", "8", "--epochs", "1", "--workers", "0"]
     assert main([*args, "-o", str(run)]) == 0
     return run
 
@@ -67,7 +67,8 @@ def test_qat_checkpoint_holds_nncf_config_and_float_start(qat_run, capsule):
     model, _ = load_qat(qat_run / "best.pt")
     trained = dict(model.named_parameters())
     moved = [k for k, v in float_state.items() if k in trained and not torch.equal(trained[k].detach(), v)]
-    assert moved, "two Adam steps at lr 1e-4 must move the weights"
+    assert moved, "two Adam steps must move the weights"
+    assert json.loads((qat_run / "config.json").read_text())["lr"] == 1e-5  # the QAT default
     assert any(k.startswith("__nncf_hooks") and k.endswith("scale") for k in payload["state_dict"])
 
 
@@ -82,7 +83,7 @@ def test_int8_onnx_runs_close_to_the_float_model(exported, shared_data, calib_pa
     assert m["precision"] == "int8" and m["quantization"]["method"] == "qat"
     assert m["calibration"]["sha256"] == calib.load(calib_path).sha256
     assert m["float_source"]["file"] == "best.onnx" and (exported / "best-float.pt").is_file()
-    assert m["verification_pytorch"]["max_abs_diff_deg"] <= 1.0
+    assert m["verification_pytorch"]["p99_abs_diff_deg"] <= 0.25
     assert m["verification_pytorch"]["mean_abs_diff_deg"] <= 0.02
 
     graph = onnx.load(str(int8)).graph
