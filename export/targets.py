@@ -37,6 +37,7 @@ class ExportJob:
     int8_float_ops: tuple[str, ...] | None = None
     qat: bool = False
     float_onnx: Path = field(init=False)
+    built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
     _tflite: Path | None = field(default=None, init=False)
     _reference: np.ndarray | None = field(default=None, init=False)
 
@@ -128,6 +129,8 @@ def export_targets(
     rows = []
     for target in sorted(targets, key=TARGETS.index):  # float files first: the others derive from them
         rows.append(_BUILDERS[target.split("-")[0]](job, target, skip_unavailable))
+        if rows[-1]["file"]:
+            job.built[target] = Path(rows[-1]["file"])
     float_size = job.float_onnx.stat().st_size
     for r in rows:
         r["size_ratio"] = r["size_mb"] * 1e6 / float_size if r["file"] else None
@@ -219,9 +222,11 @@ def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
 
     out = job.path(f"-{target.split('-', 1)[1]}.engine")
     faces, name = job.judge(target) if job.verify is not None or job.calib is not None else (None, "")
-    # INT8 from the float ONNX with the entropy calibrator: NNCF's ONNX Runtime-oriented Q/DQ file
-    # uses uint8 activations, which TensorRT's explicit quantization does not take
-    m = build_engine(job.float_onnx, out, PRECISION[target], job.calib, verify=faces, verify_name=name)
+    # INT8: explicitly quantized from the Q/DQ file when this run wrote one (signed symmetric, as
+    # TensorRT wants), else implicit from the float ONNX with the entropy calibrator
+    qdq = job.built.get("onnx-int8")
+    source = qdq if target == "tensorrt-int8" and qdq else job.float_onnx
+    m = build_engine(source, out, PRECISION[target], job.calib, verify=faces, verify_name=name)
     v = m.get("verification")
     return _row(target, out, name, _drift_text(v, "float ONNX") if v else "not verified (no faces given)")
 

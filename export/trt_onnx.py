@@ -97,8 +97,8 @@ def _qdq_problems(graph) -> list[str]:
     if bad:
         return [
             f"{len(bad)} Q/DQ nodes TensorRT cannot take (signed symmetric int8 only), e.g. {'; '.join(bad[:3])}; "
-            "quantize with signed activations (NNCF: QuantizationParameters(signedness_to_force=True)) "
-            "or build implicit INT8 from the float ONNX with --calib"
+            "re-export it with `fsanet export --to onnx-int8` (symmetric int8 activations, "
+            "fsanet.export.quantize.sign_activations) or build implicit INT8 from the float ONNX with --calib"
         ]
     return []
 

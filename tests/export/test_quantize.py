@@ -40,6 +40,15 @@ def test_int8_holds_the_drift_and_size_limits(int8_onnx, fusion_onnx, calib_afw)
     assert "Softmax" in q["float_op_types"] and q["float_nodes"]["Softmax"] == 3
 
 
+def test_int8_onnx_is_what_tensorrt_takes_as_explicitly_quantized(int8_onnx):
+    import onnx
+    from fsanet.export import trt_onnx
+
+    facts = trt_onnx.inspect_model(onnx.load(str(int8_onnx)), int8_onnx, "10.3.0.30")
+    assert facts.precision == "int8" and facts.problems == []  # signed symmetric Q/DQ only
+    assert read_sidecar(int8_onnx)["quantization"]["activation_quantizers_signed"] > 0
+
+
 def test_int8_mae_stays_within_0_2_of_float(int8_onnx, fusion_onnx, shared_data, tmp_path):
     from fsanet.cli import main
 
@@ -130,5 +139,5 @@ def test_export_command_builds_every_onnx_target_with_a_summary(fusion_checkpoin
         "fusion-int8.onnx",
         "fusion.onnx",
     ]
-    assert main(["export", str(fusion_checkpoint), "--to", "tensorrt-fp16", "-o", str(tmp_path / "x")]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    assert main(["export", str(fusion_checkpoint), "--to", "onnx,tflite-int4", "-o", str(tmp_path / "x")]) == 2
+    assert "tflite-int4" in capsys.readouterr().err and not (tmp_path / "x").exists()

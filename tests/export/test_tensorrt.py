@@ -203,7 +203,7 @@ def test_unsigned_or_asymmetric_qdq_is_refused_with_the_fix():
     assert facts.precision == "int8"
     (problem,) = facts.problems
     assert "2 Q/DQ nodes" in problem and "q_input" in problem and "uint8 zero point" in problem
-    assert "signedness_to_force=True" in problem
+    assert "--to onnx-int8" in problem and "sign_activations" in problem
     with pytest.raises(ExportError, match="qdq.onnx is not ready for TensorRT"):
         trt_onnx.check(facts)
 

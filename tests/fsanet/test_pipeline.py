@@ -21,7 +21,7 @@ def test_pipeline_builds_every_target_and_a_missed_budget_exits_1(tmp_path, caps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "FAIL"
     # quantized files move more than 1e-4 degree: named with the metric, limit and value
-    assert any("int8" in v and "max_drift" in v and "limit 0.0001" in v for v in summary["violations"])
+    assert any("int8" in v and "drift.mean" in v and "limit 0.0001" in v for v in summary["violations"])
     assert "verdict (" in printed and "FAIL" in printed
     built = {r["target"]: r for r in summary["exports"]}
     assert set(TARGETS) <= set(built)
