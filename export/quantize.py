@@ -193,10 +193,8 @@ def sign_activations(model) -> int:
         reach = np.maximum(np.abs(-zero * scale), np.abs((255 - zero) * scale))  # the uint8 grid's range
         inits[scale_name].CopyFrom(numpy_helper.from_array((reach / 127).astype(np.float32), scale_name))
         inits[zero_name].CopyFrom(numpy_helper.from_array(np.zeros(zero.shape, np.int8), zero_name))
-    signed = {n.output[0] for nodes in pairs.values() for n in nodes if n.op_type == "QuantizeLinear"}
-    for info in graph.value_info:
-        if info.name in signed:
-            info.type.tensor_type.elem_type = TensorProto.INT8
+    if pairs:  # the recorded intermediate types are stale now; shape inference recomputes them
+        del graph.value_info[:]
     return len(pairs)
 
 
