@@ -19,7 +19,9 @@ TOLERANCE_DEG = 1e-3
 FORBIDDEN_OPS = {"Loop", "If", "Scan", "SequenceConstruct", "SequenceAt", "SequenceInsert", "SplitToSequence"}
 
 
-def _export_graph(model, path: Path) -> None:
+def export_graph(model, path: Path, custom_translation_table: dict | None = None) -> None:
+    """torch.onnx (dynamo) export with the project's I/O names and a symbolic batch; custom ops
+    (QAT's fake quantizers) come with their ONNX translation in `custom_translation_table`."""
     import torch
 
     # a batch-2 example keeps the batch dimension symbolic (a batch of 1 would be specialised)
@@ -38,6 +40,7 @@ def _export_graph(model, path: Path) -> None:
             dynamo=True,
             external_data=False,
             verbose=False,
+            custom_translation_table=custom_translation_table,
         )
     program.save(str(path), external_data=False)
 
@@ -108,7 +111,7 @@ def export_onnx(
         verify, verify_name = default_verification_crops()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        _export_graph(model, raw)
+        export_graph(model, raw)
         graph = _simplify_and_check(raw)
         manifest = base_manifest(
             precision="fp32",

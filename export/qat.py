@@ -19,9 +19,7 @@ The path, and why each step:
 from __future__ import annotations
 
 import functools
-import logging
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,23 +102,6 @@ def exportable(model, example):
             raise ExportError(STAGE, f"unexpected NNCF hook {name} ({type(module).__name__}); only quantizers export")
         hooks.set_submodule(name, _export_module(module))
     return native.eval()
-
-
-def _export_graph(model, path: Path) -> None:
-    import torch
-    from fsanet.export.onnx import OPSET
-
-    _, table = _fake_quant_op()
-    example = torch.rand(2, 3, 64, 64) * 255
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model, (example,), input_names=["input"], output_names=["angles"], dynamic_shapes={"x": {0: batch}},
-            opset_version=OPSET, dynamo=True, external_data=False, verbose=False, custom_translation_table=table,
-        )  # fmt: skip
-    program.save(str(path), external_data=False)
 
 
 def _initializers(graph) -> dict:
@@ -279,7 +260,7 @@ def export_qat_onnx(qat_path, float_onnx, output, verify: np.ndarray, verify_nam
     import nncf
     import onnx
     import torch
-    from fsanet.export.onnx import _simplify_and_check
+    from fsanet.export.onnx import _simplify_and_check, export_graph
     from fsanet.export.quantize import compress_matmul_weights, derived_manifest, write_verified
     from fsanet.train.qat import load_qat, quantizer_count
 
@@ -293,7 +274,7 @@ def export_qat_onnx(qat_path, float_onnx, output, verify: np.ndarray, verify_nam
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         native = exportable(model, torch.from_numpy(np.zeros((1, 3, 64, 64), np.float32)))
-        _export_graph(native, raw)
+        export_graph(native, raw, _fake_quant_op()[1])
         graph = _simplify_and_check(raw)
         weights_int8 = fold_weight_quantizers(graph)
         bn_folded = fold_batchnorms(graph)

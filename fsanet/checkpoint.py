@@ -35,14 +35,19 @@ def save(model: torch.nn.Module, path: str | Path, sources: list[dict] | None = 
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_payload(path: str | Path) -> dict:
+def read_torch_file(path: str | Path):
+    """What a torch file holds, loaded safely (`weights_only`: no stored code runs)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise WeightsError(f"{path}: not a readable fsanet checkpoint ({type(e).__name__}: {e})") from e
+
+
+def load_payload(path: str | Path) -> dict:
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path}: not an fsanet checkpoint (missing 'format': '{FORMAT}')")
     if payload.get("version") != VERSION:

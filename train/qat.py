@@ -100,13 +100,10 @@ def save_qat(model: torch.nn.Module, path: str | Path, float_payload: dict, cali
 
 def read_payload(path: str | Path) -> dict | None:
     """The stored dict of a QAT checkpoint; None for any other torch file (e.g. a float checkpoint)."""
+    from fsanet.checkpoint import read_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         return None
     if payload.get("version") != VERSION:
