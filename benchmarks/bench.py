@@ -27,6 +27,7 @@ class BenchConfig:
     warmup: int = 30
     rounds: int = 5
     provider: str = "cpu"
+    device: str = "cpu"
     end_to_end: bool = True
     memory: bool = True
     peak_gflops: float | None = None
@@ -47,8 +48,12 @@ def _names(models: list[str]) -> list[str]:
 def _open(model: str, cfg: BenchConfig):
     from fsanet import runtimes
 
-    onnx = model.partition("@")[0].endswith(".onnx")
-    options = {"provider": cfg.provider, "denormals_as_zero": cfg.denormals_as_zero} if onnx else {}
+    suffix = Path(model.partition("@")[0]).suffix.lower()
+    options = {}
+    if suffix == ".onnx":
+        options = {"provider": cfg.provider, "denormals_as_zero": cfg.denormals_as_zero}
+    elif suffix == ".pt":
+        options = {"device": cfg.device}
     return runtimes.open(model, threads=cfg.threads, **options)
 
 

@@ -106,6 +106,7 @@ def _bench(args) -> int:
         runs=args.runs,
         warmup=args.warmup,
         provider=args.provider,
+        device=args.device,
         memory=not args.no_memory,
         peak_gflops=args.peak_gflops,
         denormals_as_zero=not args.keep_denormals,
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=int, default=300)
     s.add_argument("--warmup", type=int, default=30)
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
+    s.add_argument("--device", default="cpu", help="PyTorch checkpoints (.pt): cpu, cuda, cuda:N")
     s.add_argument("--peak-gflops", type=float, help="this CPU's peak FP32 GFLOP/s, to report the fraction reached")
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
@@ -329,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-limit", type=int, help="use only the first N faces of each validation set")
     s.add_argument("--workers", type=int, default=4, help="data loader processes per training process")
     s.add_argument("--device", help="cpu, cuda, cuda:N (default: this process's GPU, else cpu)")
-    s.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (mixed precision is CUDA-only)")
+    s.add_argument("--no-amp", action="store_true", help="float32 on CUDA too, TF32 off (mixed precision is CUDA-only)")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run in -o")
     s.add_argument("--stop-after", type=int, help="stop after this epoch (continue later with --resume)")
     s.add_argument(

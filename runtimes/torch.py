@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fsanet.runtimes.base import Runtime, TensorSpec
 
-from fsanet.errors import BackendUnavailable
+from fsanet.errors import BackendUnavailable, DataError
 
 
 class TorchRuntime(Runtime):
@@ -28,7 +28,10 @@ class TorchRuntime(Runtime):
         if self.threads:
             torch.set_num_threads(self.threads)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailable("torch with CUDA (no GPU visible)", "torch")
+            raise DataError(
+                f"{self.path.name}: device '{self.device}': PyTorch {torch.__version__} sees no CUDA GPU; "
+                "use device 'cpu', or a CUDA build of PyTorch on a machine with an NVIDIA GPU"
+            )
         self.model = checkpoint.load(self.path).to(self.device)
 
     @property

@@ -41,6 +41,8 @@ def setup(device: str | None = None) -> Context:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DataError(f"device {device}: CUDA is not available in this PyTorch build or machine")
+        if dev.index is None:  # plain "cuda": this process's GPU (set_device and DDP need an index)
+            dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)

@@ -74,6 +74,10 @@ class Run:
         if cfg.qat:
             self._prepare_qat()
         self.amp = cfg.amp and ctx.device.type == "cuda"
+        if ctx.device.type == "cuda" and not self.amp:
+            # --no-amp means float32: PyTorch's default lets cuDNN convolutions use TF32 (10-bit mantissa)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self._build_training()
         self.history: list[dict] = []
         self.start, self.best = 0, {"epoch": 0, "mae": math.inf}

@@ -78,6 +78,17 @@ def test_missing_execution_provider_says_what_to_install(fusion_onnx):
         runtimes.open(fusion_onnx, provider="cuda")
 
 
+def test_cuda_device_without_a_gpu_is_a_clear_error(fusion_checkpoint):
+    import torch
+
+    if torch.cuda.is_available():
+        with runtimes.open(fusion_checkpoint, device="cuda") as rt:
+            assert rt.predict(np.zeros((2, 64, 64, 3), np.uint8)).shape == (2, 3)
+    else:
+        with pytest.raises(DataError, match=r"device 'cuda'.*sees no CUDA GPU.*use device 'cpu'"):
+            runtimes.open(fusion_checkpoint, device="cuda")
+
+
 @pytest.mark.parametrize("case", ["not-onnx", "truncated", "hash-mismatch", "unknown-suffix"])
 def test_bad_model_files_exit_2_naming_the_file(case, fusion_onnx, shared_data, tmp_path, capsys):
     bad = tmp_path / "model.onnx"

@@ -43,3 +43,18 @@ def test_two_gloo_processes_match_one_process(shared_data, tmp_path):
     p1 = predict_torch(checkpoint.load(tmp_path / "one" / "last.pt"), crops)
     p2 = predict_torch(checkpoint.load(tmp_path / "two" / "last.pt"), crops)
     assert np.abs(p1 - p2).max() < 0.05
+
+
+def test_plain_cuda_device_names_this_process_gpu_or_is_a_clear_error():
+    import pytest
+    import torch
+    from fsanet.train import distributed
+
+    from fsanet.errors import DataError
+
+    if torch.cuda.is_available():
+        ctx = distributed.setup("cuda")  # torch.cuda.set_device and DDP's device_ids need an index
+        assert ctx.device == torch.device("cuda", 0)
+    else:
+        with pytest.raises(DataError, match="device cuda: CUDA is not available"):
+            distributed.setup("cuda")
