@@ -40,6 +40,9 @@ class SeparableConvBlock(nn.Sequential):
         )
 
 
+MONOTONIC = (nn.Tanh, nn.ReLU, nn.Sigmoid)  # non-decreasing: max(f(a), f(b)) == f(max(a, b))
+
+
 class Stream(nn.Module):
     """One of the two streams: 16 / 32,32 / 64,64 / 128,128 channels, pooled between groups.
 
@@ -53,13 +56,28 @@ class Stream(nn.Module):
         self.blocks = nn.ModuleList(SeparableConvBlock(a, b, act) for a, b in widths)
         self.pool = pool(2)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, first: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`first`: the output of block 0's depthwise convolution, when a fusion computed it for
+        all its streams at once (see `Fusion`); block 0 then starts at its pointwise one."""
         b = self.blocks
-        x = self.pool(b[0](x))
-        layer2 = self.pool(b[2](b[1](x)))
-        layer3 = self.pool(b[4](b[3](layer2)))
+        x = self._pooled(b[0], x) if first is None else self._pooled(b[0], first, skip=1)
+        layer2 = self._pooled(b[2], b[1](x))
+        layer3 = self._pooled(b[4], b[3](layer2))
         layer4 = b[6](b[5](layer3))
         return layer2, layer3, layer4
+
+    def _pooled(self, block: nn.Sequential, x: torch.Tensor, skip: int = 0) -> torch.Tensor:
+        """pool(block(x)) from the block's layer `skip` on. Max pooling commutes with a
+        non-decreasing activation (tanh here), so that stream pools first and evaluates its
+        activation on a quarter of the values; average pooling does not commute with relu."""
+        *linear, act = list(block)[skip:]
+        for layer in linear:
+            x = layer(x)
+        if isinstance(self.pool, nn.MaxPool2d) and isinstance(act, MONOTONIC):
+            return act(self.pool(x))
+        return self.pool(act(x))
 
 
 class StageFusion(nn.Module):
@@ -160,17 +178,46 @@ class CapsuleAggregation(nn.Module):
         self.routings = routings
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return route(self.predictions(u), self.routings)
+
+    def predictions(self, u: torch.Tensor) -> torch.Tensor:
+        """(B, i, k) input capsules -> u_hat (B, j, i, d), u_hat[b, j, i] = W[j, i] @ u[b, i]."""
         j, i, d, k = self.weight.shape
-        # u_hat[b, j, i] = W[j, i] @ u[b, i], as one batched matmul over the input capsules
+        # one batched matmul over the input capsules
         w = self.weight.permute(1, 3, 0, 2).reshape(i, k, j * d)
         u_hat = torch.matmul(u.transpose(0, 1), w)  # (i, B, j*d)
-        u_hat = u_hat.reshape(i, -1, j, d).permute(1, 2, 0, 3)  # (B, j, i, d)
-        v = squash(u_hat.sum(2) / j)  # first iteration: zero logits, uniform coupling
-        for _ in range(self.routings - 1):
-            logits = (v.unsqueeze(2) * u_hat).sum(-1)
-            c = torch.softmax(logits, dim=1)
-            v = squash((c.unsqueeze(-1) * u_hat).sum(2))
-        return v
+        return u_hat.reshape(i, -1, j, d).permute(1, 2, 0, 3)
+
+
+def route(u_hat: torch.Tensor, routings: int) -> torch.Tensor:
+    """Dynamic routing of predictions u_hat (..., j, i, d) -> output capsules (..., j, d).
+
+    Input capsules whose predictions are all zero add nothing to any sum below, which is what
+    lets a fusion route members with different numbers of input capsules together, padded.
+    """
+    j = u_hat.shape[-3]
+    v = squash(u_hat.sum(-2) / j)  # first iteration: zero logits, uniform coupling
+    for _ in range(routings - 1):
+        logits = (v.unsqueeze(-2) * u_hat).sum(-1)  # (..., j, i)
+        c = torch.softmax(logits, dim=-2)
+        v = squash((c.unsqueeze(-1) * u_hat).sum(-2))
+    return v
+
+
+def route_together(aggregations: list[CapsuleAggregation], caps: list[torch.Tensor]) -> torch.Tensor:
+    """Several capsule layers (same output capsules and routings), each on its own input with
+    its own weights; members with the same number of input capsules are routed as one batch.
+    Returns (B, members, j, d) in member order."""
+    u_hats = [a.predictions(u) for a, u in zip(aggregations, caps, strict=True)]
+    groups: dict[int, list[int]] = {}
+    for k, u in enumerate(u_hats):
+        groups.setdefault(u.shape[2], []).append(k)
+    routed = [route(torch.stack([u_hats[k] for k in ks], 1), aggregations[0].routings) for ks in groups.values()]
+    order = [k for ks in groups.values() for k in ks]
+    v = torch.cat(routed, 1)  # (B, members in group order, j, d)
+    if order != sorted(order):
+        v = v[:, [order.index(k) for k in range(len(order))]]
+    return v
 
 
 def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -340,10 +387,14 @@ class FSANet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 64, 64) BGR 0..255 -> (B, 3) yaw, pitch, roll in degrees."""
-        xs, ss = self.x_stream(x), self.s_stream(x)
+        return self.head(*self.stage_maps(x))
+
+    def stage_maps(self, x: torch.Tensor, firsts=(None, None)) -> list[torch.Tensor]:
+        """Image -> the three 8x8x64 stage maps; `firsts`: the streams' (x, s) block-0
+        depthwise outputs when a fusion computed them."""
+        xs, ss = self.x_stream(x, firsts[0]), self.s_stream(x, firsts[1])
         # stage 1 is the deepest map (layer4), stage 3 the shallowest (layer2)
-        feats = [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)]
-        return self.head(*feats)
+        return [fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)]
 
     def head(self, *feats: torch.Tensor) -> torch.Tensor:
         """The three 8x8x64 stage maps -> angles: structure mapping, aggregation, regression."""
@@ -351,14 +402,16 @@ class FSANet(nn.Module):
 
     def aggregate(self, *feats: torch.Tensor) -> torch.Tensor:
         """The three stage maps -> (B, 3 stages, 16) aggregated stage features."""
+        return self.aggregation(self.primary_capsules(*feats))
+
+    def primary_capsules(self, *feats: torch.Tensor) -> torch.Tensor:
+        """The three stage maps -> (B, N, 64) capsules entering the aggregation."""
         pixels = stage_pixels(list(feats))  # (B, 3*64, 64)
-        primcaps = pixels if self.mapping is None else self.mapping(pixels)
-        return self.aggregation(primcaps)
+        return pixels if self.mapping is None else self.mapping(pixels)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> (B, 3 stages, 16): everything before the regression head."""
-        xs, ss = self.x_stream(x), self.s_stream(x)
-        return self.aggregate(*(fuse(s, x) for fuse, s, x in zip(self.fusion, ss[::-1], xs[::-1], strict=True)))
+        return self.aggregate(*self.stage_maps(x))
 
 
 class SSRNetMD(nn.Module):
@@ -395,13 +448,37 @@ class Fusion(nn.Module):
         members = list(self.members)
         if not self._shared_head():
             return torch.stack([m(x) for m in members]).mean(0)
-        # FSA-Net members: their regression heads run as one batched computation (fewer,
-        # larger operators in an exported graph); the arithmetic is each member's own
-        feats = torch.cat([m.features(x) for m in members], 1)  # (B, members*3, 16)
-        p, delta, eta = slice_heads([h for m in members for h in m.heads], feats)
+        # FSA-Net members share work where the arithmetic stays each member's own, for fewer,
+        # larger operators in an exported graph: one depthwise convolution of the image for
+        # all streams, one routing for all capsule members, one batched regression head
+        firsts = self._first_depthwise(x)
+        maps = [m.stage_maps(x, f) for m, f in zip(members, firsts, strict=True)]
+        if self._shared_routing():
+            caps = [m.primary_capsules(*f) for m, f in zip(members, maps, strict=True)]
+            feats = route_together([m.aggregation for m in members], caps).flatten(1, 2)
+        else:
+            feats = torch.cat([m.aggregate(*f) for m, f in zip(members, maps, strict=True)], 1)
+        p, delta, eta = slice_heads([h for m in members for h in m.heads], feats)  # feats (B, members*3, 16)
         split = (len(members), -1)
         p, delta, eta = p.unflatten(1, split), delta.unflatten(1, split), eta.unflatten(1, split)
         return ssr_decode(p, delta, eta, members[0].config.lambda_d).mean(1)
+
+    def _first_depthwise(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every stream's block-0 depthwise 3x3 convolution of the image as one grouped
+        convolution (output channels ordered colour-major), then each stream's 3 channels as a
+        strided slice: one operator over the image instead of one per stream."""
+        streams = [s for m in self.members for s in (m.x_stream, m.s_stream)]
+        n = len(streams)
+        w = torch.stack([s.blocks[0][0].weight for s in streams], 1).flatten(0, 1)  # (3*n, 1, 3, 3)
+        out = F.conv2d(x, w, padding=1, groups=3)
+        firsts = [out[:, k::n] for k in range(n)]
+        return list(zip(firsts[0::2], firsts[1::2], strict=True))
+
+    def _shared_routing(self) -> bool:
+        aggs = [m.aggregation for m in self.members]
+        return all(isinstance(a, CapsuleAggregation) for a in aggs) and (
+            len({(a.weight.shape[0], a.weight.shape[2], a.routings) for a in aggs}) == 1
+        )
 
     def _shared_head(self) -> bool:
         cfgs = [getattr(m, "config", None) for m in self.members]

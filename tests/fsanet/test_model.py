@@ -52,6 +52,29 @@ def test_fusion_is_the_mean_of_its_members():
         assert torch.allclose(fusion(x), expected, atol=1e-5)
 
 
+def test_fusion_routes_members_in_any_order():
+    # members with equal numbers of input capsules are routed together; the w/o member (192
+    # capsules) between the other two puts the groups out of member order, which must be undone
+    torch.manual_seed(2)
+    members = [M.build(n) for n in ("fsanet-1x1-capsule", "fsanet-wo-capsule", "fsanet-var-capsule")]
+    fusion = M.Fusion(members).eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        assert torch.allclose(fusion(x), sum(m(x) for m in members) / 3, atol=1e-5)
+
+
+def test_stream_pools_before_tanh_exactly_like_after():
+    torch.manual_seed(3)
+    stream = M.Stream(torch.nn.Tanh, torch.nn.MaxPool2d).eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    b, pool = stream.blocks, stream.pool
+    with torch.no_grad():
+        layer2 = pool(b[2](b[1](pool(b[0](x)))))  # the paper's order: activation, then pooling
+        layer3 = pool(b[4](b[3](layer2)))
+        for got, want in zip(stream(x), (layer2, layer3, b[6](b[5](layer3))), strict=True):
+            assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_fusion_holds_the_released_number_of_values():
     # the paper's fusion: 238,471 + 238,406 + 694,563 values in the authors' .h5 files
     counts = [stored_values(M.build(n)) for n in M.FUSION_MEMBERS]
