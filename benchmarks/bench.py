@@ -1,7 +1,8 @@
 """`fsanet bench`: several artifacts side by side, in one run, on the same inputs.
 
-Latency is measured in interleaved rounds (artifact A, B, C, A, B, C, ...) so that a noisy
-machine slows all of them alike and the ratios between them stay meaningful.
+Latency is measured in short interleaved rounds (10 calls of artifact A, of B, of C, then A
+again, ...) so that a noisy machine slows all of them alike and the ratios between them stay
+meaningful; a shared VM's slow spells last seconds, longer than a round.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ class BenchConfig:
     threads: int = 1
     runs: int = 300
     warmup: int = 30
-    rounds: int = 5
+    round_runs: int = 10  # timed calls per artifact and batch in one interleaved round
+    rewarm: int = 2  # untimed calls after switching artifacts (caches hold the other model)
     provider: str = "cpu"
     device: str = "cpu"
     end_to_end: bool = True
     memory: bool = True
     peak_gflops: float | None = None
     denormals_as_zero: bool = True
+
+    @property
+    def rounds(self) -> int:
+        return max(self.runs // self.round_runs, 1)
 
 
 def _names(models: list[str]) -> list[str]:
@@ -64,13 +70,15 @@ def _batch_of(crops: np.ndarray, n: int) -> np.ndarray:
 
 def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress) -> dict:
     """Compute-only latency per artifact and batch size, interleaved across artifacts."""
+    inputs = {name: {b: rt.input_format.prepare(_batch_of(crops, b)) for b in cfg.batches} for name, rt in rts.items()}
+    for name, rt in rts.items():
+        for x in inputs[name].values():
+            time_calls(lambda rt=rt, x=x: rt.infer(x), 0, cfg.warmup)
     times = {name: {b: [] for b in cfg.batches} for name in rts}
-    per_round = max(cfg.runs // cfg.rounds, 1)
     for _ in range(cfg.rounds):
         for name, rt in rts.items():
-            for b in cfg.batches:
-                x = rt.input_format.prepare(_batch_of(crops, b))
-                times[name][b].append(time_calls(lambda rt=rt, x=x: rt.infer(x), per_round, cfg.warmup))
+            for b, x in inputs[name].items():
+                times[name][b].append(time_calls(lambda rt=rt, x=x: rt.infer(x), cfg.round_runs, cfg.rewarm))
             progress.update(1)
     return {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in times.items()}
 
@@ -165,7 +173,7 @@ def run_bench(
                 progress.update(1)
     _ratios(results, names[0], cfg.batches)
     return {
-        "config": asdict(cfg),
+        "config": asdict(cfg) | {"rounds": cfg.rounds},
         "machine": {
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),

@@ -70,8 +70,9 @@ def write_markdown(result: dict, violations, path: Path) -> None:
     lines = [
         "# fsanet bench",
         "",
-        f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; {cfg['runs']} timed runs per batch in "
-        f"{cfg['rounds']} interleaved rounds after {cfg['warmup']} warm-up runs; provider {cfg['provider']}; "
+        f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; timed runs per batch: "
+        f"{cfg['rounds']} interleaved rounds of {cfg['round_runs']} ({cfg['rewarm']} untimed after each switch), "
+        f"after {cfg['warmup']} warm-up runs; provider {cfg['provider']}; "
         f"PyTorch device {cfg.get('device', 'cpu')}; "
         f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "

@@ -190,11 +190,8 @@ class CapsuleAggregation(nn.Module):
 
 
 def route(u_hat: torch.Tensor, routings: int) -> torch.Tensor:
-    """Dynamic routing of predictions u_hat (..., j, i, d) -> output capsules (..., j, d).
-
-    Input capsules whose predictions are all zero add nothing to any sum below, which is what
-    lets a fusion route members with different numbers of input capsules together, padded.
-    """
+    """Dynamic routing of predictions u_hat (..., j, i, d) -> output capsules (..., j, d); the
+    leading dimensions (batch, and member in a fusion) route independently."""
     j = u_hat.shape[-3]
     v = squash(u_hat.sum(-2) / j)  # first iteration: zero logits, uniform coupling
     for _ in range(routings - 1):

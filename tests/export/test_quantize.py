@@ -37,7 +37,10 @@ def test_int8_holds_the_drift_and_size_limits(int8_onnx, fusion_onnx, calib_afw)
     assert int8_onnx.stat().st_size <= 0.6 * fusion_onnx.stat().st_size
     q = m["quantization"]
     assert q["quantize_nodes"] > 0 and q["weight_only_int8_values"] > 800_000  # dense + capsule weights
-    assert "Softmax" in q["float_op_types"] and q["float_nodes"]["Softmax"] == 3
+    import onnx
+
+    softmax = sum(n.op_type == "Softmax" for n in onnx.load(str(fusion_onnx)).graph.node)
+    assert softmax > 0 and q["float_nodes"]["Softmax"] == softmax  # routing stays float
 
 
 def test_int8_onnx_is_what_tensorrt_takes_as_explicitly_quantized(int8_onnx):
