@@ -226,7 +226,11 @@ def quantize_onnx(
     manifest = derived_manifest(float_path, "onnx-int8", precision="int8")
     if verify is None:
         verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
-    quantized = _nncf_quantize(onnx.load(str(float_path)), calib, keep_float)
+    from fsanet.export.split_depthwise import split_image_depthwise
+
+    model = onnx.load(str(float_path))
+    split = split_image_depthwise(model)  # per-stream activation scales for a fusion's first block
+    quantized = _nncf_quantize(model, calib, keep_float)
     int8_values = compress_matmul_weights(quantized)
     signed = sign_activations(quantized)
     kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
@@ -240,6 +244,7 @@ def quantize_onnx(
             "float_nodes": _count(quantized, kept),
             "quantize_nodes": _count(quantized, ("QuantizeLinear",)).get("QuantizeLinear", 0),
             "weight_only_int8_values": int8_values,
+            "image_convolution_split_into_streams": split,
             "search": search,
         },
         calibration={k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")},

@@ -37,6 +37,7 @@ def test_int8_holds_the_drift_and_size_limits(int8_onnx, fusion_onnx, calib_afw)
     assert int8_onnx.stat().st_size <= 0.6 * fusion_onnx.stat().st_size
     q = m["quantization"]
     assert q["quantize_nodes"] > 0 and q["weight_only_int8_values"] > 800_000  # dense + capsule weights
+    assert q["image_convolution_split_into_streams"] == 6  # per-stream activation scales
     import onnx
 
     softmax = sum(n.op_type == "Softmax" for n in onnx.load(str(fusion_onnx)).graph.node)
