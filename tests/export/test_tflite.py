@@ -18,6 +18,16 @@ def test_tflite_float_matches_the_float_onnx_on_real_faces(fusion_tflite, fusion
     assert d["max"] <= 0.01
 
 
+def test_tflite_fusion_convolves_the_image_once_per_stream(fusion_tflite, fusion_onnx):
+    import onnx
+    from fsanet.export.tflite_quantize import graph_op_types
+
+    # the shared grouped image convolution is an ONNX Runtime choice; LiteRT ran it ~18% slower
+    assert sum(n.op_type == "Slice" for n in onnx.load(str(fusion_onnx)).graph.node) == 6
+    ops = {getattr(k, "value", k): n for k, n in graph_op_types(fusion_tflite).items()}
+    assert "STRIDED_SLICE" not in ops and ops["DEPTHWISE_CONV_2D"] >= 6 * 7  # 7 blocks per stream
+
+
 def test_tflite_eval_gives_the_authors_numbers(fusion_tflite, shared_data, tmp_path):
     from fsanet.cli import main
 
