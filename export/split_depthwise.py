@@ -63,7 +63,9 @@ def _stream_slices(conv, users: list, inits: dict) -> list[tuple[object, np.ndar
         if any(v.size != 1 for v in values):
             return []
         start, end, axis, step = (int(v[0]) for v in values)
-        if axis != 1 or step <= 1 or rows % step or start >= step:
+        channels = np.arange(start, min(end, rows), step)
+        # exact only when slice k takes output k of every group: step = outputs per group
+        if axis != 1 or step != rows // attrs["group"] or start >= step or len(channels) != attrs["group"]:
             return []
-        split.append((node, np.arange(start, min(end, rows), step)))
+        split.append((node, channels))
     return split

@@ -451,7 +451,8 @@ class Fusion(nn.Module):
             return torch.stack([m(x) for m in members]).mean(0)
         # FSA-Net members share work where the arithmetic stays each member's own, for fewer,
         # larger operators in an exported graph: one depthwise convolution of the image for
-        # all streams, one routing for all capsule members, one batched regression head
+        # all streams, one routing per group of capsule members with as many input capsules,
+        # one batched regression head
         firsts = self._first_depthwise(x) if self.share_image_convolution else [(None, None)] * len(members)
         maps = [m.stage_maps(x, f) for m, f in zip(members, firsts, strict=True)]
         if self._shared_routing():
