@@ -32,7 +32,7 @@ class BenchConfig:
     device: str = "cpu"
     end_to_end: bool = True
     memory: bool = True
-    peak_gflops: float | None = None
+    peak_gflops: float | str | None = None  # a number, or "measure" (benchmarks/peak.py)
     denormals_as_zero: bool = True
 
     @property
@@ -68,19 +68,38 @@ def _batch_of(crops: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([crops] * reps)[:n]
 
 
-def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress) -> dict:
-    """Compute-only latency per artifact and batch size, interleaved across artifacts."""
+def _peak_kernel(cfg: BenchConfig):
+    """The peak GEMM to time alongside the artifacts, or None when the peak is given or not wanted."""
+    if cfg.peak_gflops is None or isinstance(cfg.peak_gflops, int | float):
+        return None
+    if cfg.peak_gflops != "measure":
+        raise DataError(f"bench: --peak-gflops takes a number or 'measure', got {cfg.peak_gflops!r}")
+    if cfg.provider != "cpu" or cfg.device != "cpu":
+        raise DataError("bench: --peak-gflops measure times the CPU; give the GPU's peak as a number instead")
+    from fsanet.benchmarks.peak import GemmPeak
+
+    return GemmPeak(cfg.threads, cfg.denormals_as_zero)
+
+
+def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress, peak=None) -> tuple[dict, list]:
+    """Compute-only latency per artifact and batch size, interleaved across artifacts; each
+    round's samples stay separate (per-round ratios show how steady a ratio is within the run)."""
     inputs = {name: {b: rt.input_format.prepare(_batch_of(crops, b)) for b in cfg.batches} for name, rt in rts.items()}
     for name, rt in rts.items():
         for x in inputs[name].values():
             time_calls(lambda rt=rt, x=x: rt.infer(x), 0, cfg.warmup)
+    if peak is not None:
+        time_calls(peak.run, 0, cfg.warmup)
     times = {name: {b: [] for b in cfg.batches} for name in rts}
+    peak_times = []
     for _ in range(cfg.rounds):
         for name, rt in rts.items():
             for b, x in inputs[name].items():
                 times[name][b].append(time_calls(lambda rt=rt, x=x: rt.infer(x), cfg.round_runs, cfg.rewarm))
             progress.update(1)
-    return {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in times.items()}
+        if peak is not None:
+            peak_times.append(time_calls(peak.run, cfg.round_runs, cfg.rewarm))
+    return times, peak_times
 
 
 def _end_to_end(rts: dict, faces, cfg: BenchConfig, progress) -> dict:
@@ -138,7 +157,10 @@ def run_bench(
                 "is_reference": model == reference,
             }
             progress.update(1)
-        lat = _latency(rts, crops, cfg, progress)
+        peak = _peak_kernel(cfg)
+        rounds, peak_rounds = _latency(rts, crops, cfg, progress, peak)
+        lat = {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in rounds.items()}
+        peak_info = _peak_info(cfg, peak, peak_rounds)
         e2e = _end_to_end(rts, timing_set, cfg, progress) if cfg.end_to_end and timing_set.raw else {}
         data_crops = data.images() if data is not None else None
         ref_name = names[models.index(reference)] if reference else None
@@ -152,8 +174,8 @@ def run_bench(
             if r["flops_per_face"]:
                 p50 = r["latency"]["compute"][str(cfg.batches[0])]["p50_ms"] / cfg.batches[0]
                 r["gflops_per_s"] = r["flops_per_face"] / (p50 / 1e3) / 1e9
-                if cfg.peak_gflops:
-                    r["fraction_of_peak"] = r["gflops_per_s"] / cfg.peak_gflops
+                if peak_info:
+                    r["fraction_of_peak"] = r["gflops_per_s"] / peak_info["gflops_per_s"]
             if data_crops is not None and data.poses is not None:
                 r["mae"] = mae(PoseEstimator(rt).predict(data_crops), data.poses)
             if faces is not None and ref_name:
@@ -171,7 +193,7 @@ def run_bench(
             for name, model in zip(names, models, strict=True):
                 results[name]["memory"] = measure(model, cfg.batches[0], cfg.threads)
                 progress.update(1)
-    _ratios(results, names[0], cfg.batches)
+    _ratios(results, names[0], cfg.batches, rounds)
     return {
         "config": asdict(cfg) | {"rounds": cfg.rounds},
         "machine": {
@@ -183,14 +205,34 @@ def run_bench(
         "faces": getattr(faces, "source", None),
         "reference": ref_name,
         "baseline": names[0],
+        "peak": peak_info,
         "artifacts": results,
     }
 
 
-def _ratios(results: dict, baseline: str, batches) -> None:
+def _peak_info(cfg: BenchConfig, peak, peak_rounds: list) -> dict | None:
+    if peak is not None:
+        p50 = float(np.median(np.concatenate(peak_rounds)))
+        return {"gflops_per_s": peak.flops / (p50 / 1e3) / 1e9, "source": f"measured in this run: {peak.kernel}"}
+    if cfg.peak_gflops:
+        return {"gflops_per_s": float(cfg.peak_gflops), "source": "given (--peak-gflops)"}
+    return None
+
+
+def _ratios(results: dict, baseline: str, batches, rounds: dict) -> None:
     """p50 of each artifact over the baseline's (the first model of the run), and over every
-    other artifact's, per batch size: all measured in this run."""
+    other artifact's, per batch size: all measured in this run. `p50_ratio_rounds` adds the
+    10th and 90th percentile of the same ratio taken round by round: how steady it was."""
     p50 = {n: {str(b): r["latency"]["compute"][str(b)]["p50_ms"] for b in batches} for n, r in results.items()}
+    per_round = {n: {str(b): np.array([np.median(t) for t in rounds[n][b]]) for b in batches} for n in results}
     for name, r in results.items():
         r["p50_ratio"] = {b: p50[name][b] / p50[baseline][b] for b in p50[name]}
         r["p50_ratio_to"] = {other: {b: p50[name][b] / p50[other][b] for b in p50[name]} for other in p50}
+        r["p50_ratio_rounds"] = {
+            other: {b: _spread(per_round[name][b] / per_round[other][b]) for b in p50[name]} for other in p50
+        }
+
+
+def _spread(ratios: np.ndarray) -> dict:
+    p10, p90 = np.percentile(ratios, [10, 90])
+    return {"p10": float(p10), "p90": float(p90), "rounds": len(ratios)}

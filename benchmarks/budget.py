@@ -5,8 +5,9 @@
 max_drift = 0.25            # mean |angle - reference angle|, degrees, on unlabelled faces
 ["fusion-int8.onnx"]        # limits for one artifact, by its name in the run
 max_mae_increase = 0.2      # MAE above the reference artifact's MAE, degrees
+max_p50_ratio = { "fusion.onnx" = 0.5 }   # batch-1 p50 over another artifact's, same run
 ```
-Unknown keys, and sections naming an artifact that is not in the run, are errors.
+Unknown keys, and sections or ratio tables naming an artifact that is not in the run, are errors.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ LIMITS = {
     "max_p50_ms": ("latency.compute.1.p50_ms", "batch-1 compute p50, ms"),
     "max_p99_ms": ("latency.compute.1.p99_ms", "batch-1 compute p99, ms"),
     "max_size_mb": ("size_mb", "file size, MB"),
+    "max_p50_ratio": ("p50_ratio_to", "batch-1 p50 over each named artifact's, a table {artifact = limit}"),
 }
+RATIO = "max_p50_ratio"
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,24 @@ def load_budget(path: str | Path) -> dict[str, dict[str, float]]:
         for key, value in limits.items():
             if key not in LIMITS:
                 raise DataError(f"{path}: [{section}] unknown key '{key}'; known: {', '.join(LIMITS)}")
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise DataError(f"{path}: [{section}] {key} must be a number, got {value!r}")
-        budget[section] = {k: float(v) for k, v in limits.items()}
+            if key == RATIO:
+                if not isinstance(value, dict) or not value:
+                    raise DataError(f'{path}: [{section}] {key} must be a table like {{ "other.onnx" = 1.25 }}')
+                for other, limit in value.items():
+                    _number(path, section, f"{key}.{other}", limit)
+            else:
+                _number(path, section, key, value)
+        budget[section] = {k: _floats(v) for k, v in limits.items()}
     return budget
+
+
+def _floats(value):
+    return {o: float(x) for o, x in value.items()} if isinstance(value, dict) else float(value)
+
+
+def _number(path, section: str, key: str, value) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise DataError(f"{path}: [{section}] {key} must be a number, got {value!r}")
 
 
 def _lookup(results: dict, dotted: str):
@@ -93,10 +110,20 @@ def check(budget: dict[str, dict[str, float]], artifacts: dict[str, dict], sourc
     unknown = set(budget) - {"all"} - set(artifacts)
     if unknown:
         raise DataError(f"{source}: sections {sorted(unknown)} name no artifact of this run ({sorted(artifacts)})")
+    stray = {o for limits in budget.values() for o in limits.get(RATIO, {})} - set(artifacts)
+    if stray:
+        raise DataError(f"{source}: {RATIO} names {sorted(stray)}, not in this run ({sorted(artifacts)})")
     violations = []
     for name, results in artifacts.items():
         limits = budget.get("all", {}) | budget.get(name, {})
+        ratios = budget.get("all", {}).get(RATIO, {}) | budget.get(name, {}).get(RATIO, {})
+        for other, limit in ratios.items():
+            measured = results.get("p50_ratio_to", {}).get(other, {}).get("1")
+            if other != name and (measured is None or measured > limit):
+                violations.append(Violation(name, f"p50 ratio to {other} (batch 1)", limit, measured))
         for key, limit in limits.items():
+            if key == RATIO:
+                continue
             measured = _lookup(results, LIMITS[key][0])
             if results.get("is_reference") and key in ("max_drift", "max_drift_max", "max_mae_increase"):
                 continue  # the reference is the yardstick of these, not subject to them

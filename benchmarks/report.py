@@ -37,7 +37,7 @@ def markdown_table(result: dict) -> str:
                     _f(c[batches[0]]["p99_ms"], "{:.3f}"),
                     _f(c[big]["p50_ms"] / int(big), "{:.3f}"),
                     _f(e2e, "{:.3f}"),
-                    _f(r.get("gflops_per_s"), "{:.1f}"),
+                    _gflops(r),
                     _f(r["p50_ratio"][batches[0]]) + "x",
                     f"{m['yaw']:.2f}/{m['pitch']:.2f}/{m['roll']:.2f} ({m['mean']:.2f})" if m else "-",
                     f"{d['mean']:.4f}/{d['max']:.4f}" if d else "-",
@@ -49,14 +49,36 @@ def markdown_table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def _gflops(r: dict) -> str:
+    if r.get("gflops_per_s") is None:
+        return "-"
+    share = f" ({r['fraction_of_peak']:.0%})" if r.get("fraction_of_peak") is not None else ""
+    return f"{r['gflops_per_s']:.1f}{share}"
+
+
 def ratio_matrix(result: dict, batch: str) -> str:
-    """p50 of the row's artifact divided by the column's, at one batch size."""
+    """p50 of the row's artifact divided by the column's, at one batch size; in brackets the
+    10th-90th percentile of the same ratio round by round."""
     names = list(result["artifacts"])
     rows = [f"| p50 ratio, batch {batch} (row / column) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for n in names:
-        ratios = result["artifacts"][n]["p50_ratio_to"]
-        rows.append(f"| {n} | " + " | ".join(f"{ratios[o][batch]:.2f}" for o in names) + " |")
+        r = result["artifacts"][n]
+        cells = []
+        for o in names:
+            cell = f"{r['p50_ratio_to'][o][batch]:.2f}"
+            spread = r.get("p50_ratio_rounds", {}).get(o, {}).get(batch)
+            if o != n and spread:
+                cell += f" ({spread['p10']:.2f}-{spread['p90']:.2f})"
+            cells.append(cell)
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _peak_line(result: dict) -> str:
+    peak = result.get("peak")
+    if not peak:
+        return "Peak FP32 GFLOP/s: not given (--peak-gflops N or measure)."
+    return f"Peak FP32: {peak['gflops_per_s']:.1f} GFLOP/s ({peak['source']}); GFLOP/s column: share of it in brackets."
 
 
 def verdict_lines(violations) -> list[str]:
@@ -78,12 +100,14 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
         f"drift reference: {result['reference'] or '-'}.",
         f"Machine: {result['machine']['processor']}, {result['machine']['system']}.",
+        _peak_line(result),
         "",
         markdown_table(result),
         "",
         *(ratio_matrix(result, str(b)) + "\n" for b in cfg["batches"]),
         "p50 ratios are measured in this run: the table's column against the first model, the "
-        "matrices between every pair. "
+        "matrices between every pair; in brackets the 10th-90th percentile of the ratio taken round "
+        "by round (how steady it was during the run). "
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
         *verdict_lines(violations),

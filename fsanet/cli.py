@@ -91,6 +91,18 @@ def _demo(args) -> int:
     return 0
 
 
+def _peak_gflops(text: str) -> float | str:
+    if text == "measure":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of GFLOP/s or 'measure', not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _bench(args) -> int:
     from fsanet.benchmarks.bench import BenchConfig, run_bench
     from fsanet.benchmarks.budget import check, load_budget
@@ -308,7 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=30)
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
     s.add_argument("--device", default="cpu", help="PyTorch checkpoints (.pt): cpu, cuda, cuda:N")
-    s.add_argument("--peak-gflops", type=float, help="this CPU's peak FP32 GFLOP/s, to report the fraction reached")
+    s.add_argument(
+        "--peak-gflops",
+        type=_peak_gflops,
+        help="peak FP32 GFLOP/s to report the fraction reached: a number, or 'measure' (a GEMM timed in the run)",
+    )
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
     s.add_argument("-o", "--output", required=True, help="report folder")

@@ -34,7 +34,7 @@ def bench_run(fusion_onnx, reference_models, shared_data, tmp_path_factory):
         "--budget",
         str(budget),
         "--peak-gflops",
-        "100",
+        "measure",
         "-o",
         str(out / "report"),
     ]
@@ -53,7 +53,10 @@ def test_reports_hold_every_measure(bench_run):
     ]
     fusion = result["artifacts"]["fusion.onnx"]
     assert 80e6 < fusion["flops_per_face"] < 95e6  # about 86 MFLOP for the three members
-    assert fusion["gflops_per_s"] > 0 and 0 < fusion["fraction_of_peak"] < 1.5
+    peak = result["peak"]
+    assert peak["source"].startswith("measured in this run: ONNX Runtime MatMul 256x256x256 fp32, 1 thread")
+    assert peak["gflops_per_s"] > fusion["gflops_per_s"] > 0  # a GEMM beats a small-batch CNN
+    assert fusion["fraction_of_peak"] == pytest.approx(fusion["gflops_per_s"] / peak["gflops_per_s"])
     for r in result["artifacts"].values():
         lat = r["latency"]["compute"]
         assert lat["1"]["p50_ms"] <= lat["1"]["p90_ms"] <= lat["1"]["p99_ms"]
@@ -65,6 +68,10 @@ def test_reports_hold_every_measure(bench_run):
     assert abs(fusion["mae"]["mean"] - 3.98) < 0.01
     text = (report / "report.md").read_text()
     assert "| fusion.onnx | fp32 |" in text and "p50 ratio, batch 8 (row / column)" in text
+    assert f"Peak FP32: {peak['gflops_per_s']:.1f} GFLOP/s (measured in this run" in text
+    spread = fusion["p50_ratio_rounds"]["fsanet-1x1-iter-688590.onnx"]["1"]
+    assert spread["rounds"] == 4 and spread["p10"] <= spread["p90"]
+    assert f"({spread['p10']:.2f}-{spread['p90']:.2f})" in text
     ratio = fusion["p50_ratio_to"]["foxtracker_fsanet_capsule_official_weights.onnx"]["1"]
     fox = result["artifacts"]["foxtracker_fsanet_capsule_official_weights.onnx"]["latency"]["compute"]["1"]["p50_ms"]
     assert ratio == pytest.approx(fusion["latency"]["compute"]["1"]["p50_ms"] / fox)
@@ -75,9 +82,19 @@ def test_reports_hold_every_measure(bench_run):
 def test_a_missed_budget_exits_1_and_names_metric_limit_and_value(bench_run, tmp_path, capsys):
     _, _, argv = bench_run
     tight = tmp_path / "tight.toml"
-    tight.write_text('["fsanet-1x1-iter-688590.onnx"]\nmax_drift = 0.01\n')
+    tight.write_text(
+        '["fsanet-1x1-iter-688590.onnx"]\nmax_drift = 0.01\n'
+        '["fusion.onnx"]\nmax_p50_ratio = { "fsanet-1x1-iter-688590.onnx" = 1.0 }\n'
+    )
     argv = [a if a != argv[argv.index("--budget") + 1] else str(tight) for a in argv]
     argv = [*argv[: argv.index("-o")], "--no-memory", "--runs", "10", "-o", str(tmp_path / "r")]
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "verdict: FAIL" in out and "fsanet-1x1-iter-688590.onnx: drift.mean = " in out and "limit 0.01" in out
+    assert "fusion.onnx: p50 ratio to fsanet-1x1-iter-688590.onnx (batch 1) = " in out  # 3 members vs 1 model
+
+
+def test_peak_gflops_takes_a_number_or_measure(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "x.onnx", "--peak-gflops", "fast", "-o", "r"])
+    assert e.value.code == 2 and "a number of GFLOP/s or 'measure', not 'fast'" in capsys.readouterr().err
