@@ -9,6 +9,8 @@ ratio of two medians taken under the same conditions, not a number from another 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 SIZE = 256  # per thread: B (256 KB) stays in L2, the kernel stays compute-bound
@@ -22,8 +24,8 @@ class GemmPeak:
         from onnx import TensorProto, helper, numpy_helper
 
         ort = _import_ort()
-        threads = max(threads or 1, 1)
-        m, k, n = SIZE * threads, SIZE, SIZE
+        rows = threads if threads and threads > 0 else os.cpu_count() or 1  # 0/None: ORT's default pool
+        m, k, n = SIZE * rows, SIZE, SIZE
         rng = np.random.default_rng(0)
         b = numpy_helper.from_array(rng.uniform(-1, 1, (k, n)).astype(np.float32), "b")
         graph = helper.make_graph(
@@ -36,13 +38,13 @@ class GemmPeak:
         self.model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.intra_op_num_threads, so.inter_op_num_threads = threads or 0, 1
         if denormals_as_zero:
             so.add_session_config_entry("session.set_denormal_as_zero", "1")
         self.session = ort.InferenceSession(self.model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self.feed = {"a": rng.uniform(-1, 1, (m, k)).astype(np.float32)}
         self.flops = 2 * m * k * n
-        self.kernel = f"ONNX Runtime MatMul {m}x{k}x{n} fp32, {threads} thread(s)"
+        self.kernel = f"ONNX Runtime MatMul {m}x{k}x{n} fp32, {threads or 'default'} thread(s)"
 
     def run(self) -> None:
         self.session.run(None, self.feed)

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from fsanet import __version__
-from fsanet.errors import FsanetError
+from fsanet.errors import DataError, FsanetError
 
 
 def _import_keras(args) -> int:
@@ -88,6 +88,29 @@ def _demo(args) -> int:
         threads=args.threads,
     )
     print("\n".join(summary.lines + [summary.describe()]))
+    return 0
+
+
+def _profile(args) -> int:
+    from fsanet.benchmarks.profile import markdown, profile_onnx, write_reports
+    from fsanet.data import open_faces
+
+    if not (args.faces or args.data):
+        raise DataError("profile: needs faces to run on (--faces DIR or --data DIR)")
+    crops = open_faces(args.faces or args.data).images()
+    result = profile_onnx(
+        args.model,
+        crops,
+        batch=args.batch,
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        provider=args.provider,
+        denormals_as_zero=not args.keep_denormals,
+    )
+    paths = write_reports(result, args.output, args.top)
+    print(markdown(result, args.top))
+    print(f"reports: {paths['markdown']}, {paths['json']}, {paths['plot']}")
     return 0
 
 
@@ -329,6 +352,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
+
+    s = sub.add_parser("profile", help="time per operator of an ONNX model (ONNX Runtime's profiler)")
+    s.add_argument("model", help="ONNX file; foreign ones as FILE@nhwc|nchw,bgr|rgb,raw|mean=M,std=S")
+    s.add_argument("--faces", help="real faces to run on (folder with .pts)")
+    s.add_argument("--data", help="or a labelled set (AFLW2000 folder, .npz, ...)")
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--runs", type=int, default=200)
+    s.add_argument("--warmup", type=int, default=30)
+    s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
+    s.add_argument("--keep-denormals", action="store_true", help="IEEE denormals (slower on real faces)")
+    s.add_argument("--top", type=int, default=20, help="how many of the slowest nodes to list")
+    s.add_argument("-o", "--output", required=True, help="report folder")
+    s.set_defaults(run=_profile)
 
     s = sub.add_parser("train", help="train a variant (paper recipe; torchrun for several GPUs)")
     s.add_argument("--data", required=True, help="300W-LP folder, BIWI folder, .npz, synthetic[:N[:seed]]")

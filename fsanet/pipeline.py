@@ -95,7 +95,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     built = [r["file"] for r in rows if r["file"]]
     float_onnx = next(r["file"] for r in rows if r["target"] == "onnx")
     faces = open_faces(faces_spec) if cfg.faces else data
-    bench_cfg = BenchConfig(runs=cfg.runs, warmup=max(10, cfg.runs // 10), threads=cfg.threads)
+    bench_cfg = BenchConfig(runs=cfg.runs, warmup=max(10, cfg.runs // 10), threads=cfg.threads, peak_gflops="measure")
     result = run_bench(built, data, faces, float_onnx, bench_cfg)
     violations = check(budget, result["artifacts"], cfg.budget)
     paths = write_reports(result, violations, out / "report")

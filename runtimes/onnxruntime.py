@@ -32,10 +32,12 @@ class OnnxRuntime(Runtime):
         threads: int | None = None,
         provider: str = "cpu",
         denormals_as_zero: bool = True,
+        profile_prefix: str | None = None,
     ):
         if provider not in PROVIDERS:
             raise DataError(f"unknown execution provider {provider!r}; choose one of {sorted(PROVIDERS)}")
         self.provider, self.threads, self.denormals_as_zero = provider, threads, denormals_as_zero
+        self.profile_prefix = profile_prefix  # ONNX Runtime's per-operator profiler (fsanet profile)
         self._ort = _import_ort()
         if manifest is None:
             manifest = embedded_manifest(path, self._ort)
@@ -56,6 +58,8 @@ class OnnxRuntime(Runtime):
         if self.threads:
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
+        if self.profile_prefix:
+            so.enable_profiling, so.profile_file_prefix = True, str(self.profile_prefix)
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=[wanted])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -79,6 +83,12 @@ class OnnxRuntime(Runtime):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self._input.name: x})[0]
+
+    def end_profiling(self) -> str:
+        """Stop the profiler of a session opened with `profile_prefix`; the JSON trace's path."""
+        if not self.profile_prefix:
+            raise DataError(f"{self.path}: opened without profile_prefix, nothing was profiled")
+        return self.session.end_profiling()
 
     def close(self) -> None:
         self.session = None

@@ -1,0 +1,192 @@
+"""`fsanet profile`: where an ONNX model's time goes, operator by operator.
+
+ONNX Runtime's own profiler times every kernel of the graph it really runs (after its fusions
+and layout changes: a `Conv` + `Relu` pair is one `FusedConv`-style node, NCHWc convolutions
+are named `*_nchwc`). The profiler itself costs a few microseconds per node, so small nodes look
+bigger than they are: the report gives the batch's p50 without the profiler next to the
+profiled sum, and shares of kernel time are the numbers to compare. Convolutions are split by
+kind (1x1, depthwise 3x3, grouped, ...) with their FLOPs, so achieved GFLOP/s per kind shows
+which kernels run near the CPU's peak and which do not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from fsanet.benchmarks.latency import time_calls
+
+from fsanet.errors import DataError
+from fsanet.files import atomic_write, write_text
+
+
+def profile_onnx(
+    model: str,
+    crops: np.ndarray,
+    batch: int = 1,
+    threads: int = 1,
+    runs: int = 200,
+    warmup: int = 30,
+    provider: str = "cpu",
+    denormals_as_zero: bool = True,
+) -> dict:
+    """Per-node and per-operator-type kernel time of `model` (path, optionally `path@format`)."""
+    from fsanet import runtimes
+
+    if Path(model.partition("@")[0]).suffix.lower() != ".onnx":
+        raise DataError(f"{model}: profile reads ONNX Runtime's profiler, so it takes .onnx files only")
+    if len(crops) == 0:
+        raise DataError("profile: no faces to run on")
+    options = {"threads": threads, "provider": provider, "denormals_as_zero": denormals_as_zero}
+    with runtimes.open(model, **options) as rt:
+        x = rt.input_format.prepare(np.concatenate([crops] * -(-batch // len(crops)))[:batch])
+        plain = time_calls(lambda: rt.infer(x), runs, warmup)
+    with tempfile.TemporaryDirectory() as tmp, runtimes.open(model, profile_prefix=f"{tmp}/ort", **options) as rt:
+        time_calls(lambda: rt.infer(x), runs, warmup)
+        events = json.loads(Path(rt.end_profiling()).read_text())
+        source = str(rt.path)
+    nodes, run_ms = _kernel_times(events, runs)
+    return {
+        "model": source,
+        "batch": batch,
+        "threads": threads,
+        "provider": provider,
+        "runs": runs,
+        "p50_ms": float(np.median(plain)),
+        "profiled_run_ms": run_ms,
+        "kernel_ms": sum(n["us_per_run"] for n in nodes) / 1e3,
+        "op_types": _by_type(nodes),
+        "nodes": nodes,
+    }
+
+
+def _kernel_times(events: list, runs: int) -> tuple[list[dict], float]:
+    """Kernel time per node, averaged over the last `runs` model runs (warm-up runs dropped)."""
+    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"), key=_ts)
+    if len(model_runs) < runs:
+        raise DataError(f"profile: ONNX Runtime's trace holds {len(model_runs)} runs, expected at least {runs}")
+    timed = model_runs[-runs:]
+    start = _ts(timed[0])
+    totals: dict[str, dict] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or _ts(e) < start:
+            continue
+        name = e["name"].removesuffix("_kernel_time")
+        n = totals.get(name)
+        if n is None:
+            n = totals[name] = _describe(name, e["args"])
+        n["us"] += e["dur"]
+    nodes = [
+        {k: v for k, v in n.items() if k != "us"} | {"us_per_run": n["us"] / runs}
+        for n in sorted(totals.values(), key=lambda n: -n["us"])
+    ]
+    return nodes, float(np.mean([e["dur"] for e in timed]) / 1e3)
+
+
+def _shapes(args: dict, key: str) -> list[list[int]]:
+    return [next(iter(s.values())) for s in args.get(key, [])]
+
+
+def _describe(name: str, args: dict) -> dict:
+    """A node's operator, refined for convolutions (pointwise, depthwise, ...), and its FLOPs
+    (2 x multiply-accumulates of Conv / MatMul / Gemm, from the shapes the profiler records)."""
+    op = args.get("op_name", "?")
+    ins, outs = _shapes(args, "input_type_shape"), _shapes(args, "output_type_shape")
+    kind, flops = op, 0
+    if op.endswith("Conv") and len(ins) >= 2 and outs:
+        (_, channels, *_), (out_channels, per_group, *kernel) = ins[0], ins[1]
+        groups = channels // per_group if per_group else 1
+        if groups > 1 and groups == channels:
+            multiplier = f" (x{out_channels // channels})" if out_channels != channels else ""
+            kind = f"{op} depthwise {'x'.join(map(str, kernel))}{multiplier}"
+        elif groups > 1:
+            kind = f"{op} grouped ({groups} groups)"
+        else:
+            kind = f"{op} {'x'.join(map(str, kernel))}"
+        flops = 2 * math.prod(outs[0]) * per_group * math.prod(kernel)
+    elif op in ("MatMul", "FusedMatMul", "Gemm", "FusedGemm") and ins and outs:
+        flops = 2 * math.prod(outs[0]) * ins[0][-1]
+    return {"node": name, "op_type": op, "kind": kind, "output_shapes": outs, "flops": flops, "us": 0.0}
+
+
+def _ts(event: dict) -> int:
+    return int(event["ts"])
+
+
+def _by_type(nodes: list[dict]) -> list[dict]:
+    """Nodes grouped by kind (operator type; convolutions by kernel shape and grouping)."""
+    total = sum(n["us_per_run"] for n in nodes) or 1.0
+    groups: dict[str, list] = defaultdict(list)
+    for n in nodes:
+        groups[n["kind"]].append(n)
+    rows = []
+    for kind, members in groups.items():
+        us = sum(n["us_per_run"] for n in members)
+        flops = sum(n["flops"] for n in members)
+        gflops = flops / us / 1e3 if flops and us else None
+        rows.append(
+            {"op_type": kind, "nodes": len(members), "us_per_run": us, "share": us / total}
+            | {"mflop": flops / 1e6, "gflops_per_s": gflops}
+        )
+    return sorted(rows, key=lambda r: -r["us_per_run"])
+
+
+def markdown(result: dict, top: int = 20) -> str:
+    lines = [
+        f"# fsanet profile: {Path(result['model']).name}",
+        "",
+        f"Batch {result['batch']}, {result['threads']} thread(s), provider {result['provider']}, "
+        f"{result['runs']} profiled runs after warm-up. p50 without the profiler: {result['p50_ms']:.3f} ms; "
+        f"with it, a run took {result['profiled_run_ms']:.3f} ms, of which kernels {result['kernel_ms']:.3f} ms "
+        "(the profiler adds a few us per node: compare shares).",
+        "",
+        "| operator | nodes | us per run | share of kernel time | MFLOP | GFLOP/s |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['op_type']} | {r['nodes']} | {r['us_per_run']:.1f} | {r['share']:.1%} | "
+            + (f"{r['mflop']:.2f} | {r['gflops_per_s']:.1f} |" if r["gflops_per_s"] else "- | - |")
+            for r in result["op_types"]
+        ),
+        "",
+        f"Slowest {min(top, len(result['nodes']))} nodes:",
+        "",
+        "| node | operator | output shape | us per run |",
+        "|---|---|---|---|",
+        *(
+            f"| {n['node']} | {n['kind']} | {n['output_shapes']} | {n['us_per_run']:.1f} |"
+            for n in result["nodes"][:top]
+        ),
+        "",
+        "![time per operator](profile.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["op_types"][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    ax.barh([r["op_type"] for r in rows], [r["us_per_run"] for r in rows])
+    ax.set_xlabel(f"us per run (batch {result['batch']}, ONNX Runtime profiler)")
+    ax.set_title(f"{Path(result['model']).name}: kernel time per operator type", fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_reports(result: dict, out_dir: str | Path, top: int = 20) -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "profile.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "profile.md", markdown(result, top))
+    return {"json": out / "profile.json", "markdown": out / "profile.md", "plot": plot(result, out / "profile.png")}
