@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from fsanet.cli import main
+from fsanet.cli import main, missing_extra
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,19 @@ def test_peak_gflops_takes_a_number_or_measure(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "x.onnx", "--peak-gflops", "fast", "-o", "r"])
     assert e.value.code == 2 and "a number of GFLOP/s or 'measure', not 'fast'" in capsys.readouterr().err
+
+
+def test_a_missing_bench_library_names_the_extra(fusion_onnx, shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed: import fails
+    argv = ["bench", str(fusion_onnx), "--faces", str(shared_data / "real-faces" / "afw"), "-o", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "tqdm is not installed; install it with: pip install 'fsanet-edge[bench]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_libraries_map_to_the_extra_of_the_command():
+    assert missing_extra("profile", "matplotlib.pyplot") == "bench"
+    assert missing_extra("train", "matplotlib") == "train"
+    assert missing_extra("export", "onnxslim") == "export"
+    assert missing_extra("predict", "ai_edge_litert.interpreter") == "tflite"
+    assert missing_extra("bench", "numpy") is None  # a core dependency: a real bug, not an extra
