@@ -140,6 +140,7 @@ def run_bench(
     if timing_set is None or len(timing_set) == 0:
         raise DataError("bench: needs faces to run on (--faces DIR or --data DIR)")
     crops = timing_set.images()
+    peak = _peak_kernel(cfg)  # a bad --peak-gflops fails before any model is loaded
     steps = len(models) * (cfg.rounds + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
     with tqdm(total=steps, desc="bench", unit="step", disable=None) as progress:
@@ -157,7 +158,6 @@ def run_bench(
                 "is_reference": model == reference,
             }
             progress.update(1)
-        peak = _peak_kernel(cfg)
         rounds, peak_rounds = _latency(rts, crops, cfg, progress, peak)
         lat = {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in rounds.items()}
         peak_info = _peak_info(cfg, peak, peak_rounds)
