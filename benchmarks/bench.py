@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from fsanet.benchmarks.accuracy import drift, mae
-from fsanet.benchmarks.latency import summarise, time_calls
+from fsanet.benchmarks.latency import batch_of, summarise, time_calls
 from fsanet.runtimes.estimator import PoseEstimator
 
 from fsanet.errors import DataError
@@ -63,11 +63,6 @@ def _open(model: str, cfg: BenchConfig):
     return runtimes.open(model, threads=cfg.threads, **options)
 
 
-def _batch_of(crops: np.ndarray, n: int) -> np.ndarray:
-    reps = -(-n // len(crops))
-    return np.concatenate([crops] * reps)[:n]
-
-
 def _peak_kernel(cfg: BenchConfig):
     """The peak GEMM to time alongside the artifacts, or None when the peak is given or not wanted."""
     if cfg.peak_gflops is None or isinstance(cfg.peak_gflops, int | float):
@@ -84,7 +79,7 @@ def _peak_kernel(cfg: BenchConfig):
 def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress, peak=None) -> tuple[dict, list]:
     """Compute-only latency per artifact and batch size, interleaved across artifacts; each
     round's samples stay separate (per-round ratios show how steady a ratio is within the run)."""
-    inputs = {name: {b: rt.input_format.prepare(_batch_of(crops, b)) for b in cfg.batches} for name, rt in rts.items()}
+    inputs = {name: {b: rt.input_format.prepare(batch_of(crops, b)) for b in cfg.batches} for name, rt in rts.items()}
     for name, rt in rts.items():
         for x in inputs[name].values():
             time_calls(lambda rt=rt, x=x: rt.infer(x), 0, cfg.warmup)

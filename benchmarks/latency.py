@@ -19,6 +19,11 @@ def time_calls(fn, runs: int, warmup: int) -> np.ndarray:
     return times * 1e3
 
 
+def batch_of(crops: np.ndarray, n: int) -> np.ndarray:
+    """The first n crops, cycling through them when there are fewer than n."""
+    return np.concatenate([crops] * -(-n // len(crops)))[:n]
+
+
 def summarise(times_ms: np.ndarray, batch: int) -> dict:
     p50, p90, p99 = np.percentile(times_ms, [50, 90, 99])
     return {

@@ -1,8 +1,8 @@
 """This CPU's FP32 peak as ONNX Runtime reaches it, measured inside a bench run.
 
 A square MatMul with a constant (prepacked) right-hand side is the most efficient FP32 kernel
-ONNX Runtime has on a CPU: 256 x 256 x 256 per thread reaches ~110 GFLOP/s on this 2-core EPYC
-VM, where the largest 1x1 convolutions of FSA-Net reach ~100. `fsanet bench --peak-gflops
+ONNX Runtime has on a CPU (256 x 256 x 256 per thread; FSA-Net's 1x1 convolutions, the best of
+its kernels, stay below it in `fsanet profile`). `fsanet bench --peak-gflops
 measure` times it in the same interleaved rounds as the artifacts, so the fraction of peak is a
 ratio of two medians taken under the same conditions, not a number from another day.
 """

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from fsanet.benchmarks.latency import time_calls
+from fsanet.benchmarks.latency import batch_of, time_calls
 
 from fsanet.errors import DataError
 from fsanet.files import atomic_write, write_text
@@ -43,7 +43,7 @@ def profile_onnx(
         raise DataError("profile: no faces to run on")
     options = {"threads": threads, "provider": provider, "denormals_as_zero": denormals_as_zero}
     with runtimes.open(model, **options) as rt:
-        x = rt.input_format.prepare(np.concatenate([crops] * -(-batch // len(crops)))[:batch])
+        x = rt.input_format.prepare(batch_of(crops, batch))
         plain = time_calls(lambda: rt.infer(x), runs, warmup)
     with tempfile.TemporaryDirectory() as tmp, runtimes.open(model, profile_prefix=f"{tmp}/ort", **options) as rt:
         time_calls(lambda: rt.infer(x), runs, warmup)
