@@ -2,7 +2,8 @@
 
 Latency is measured in short interleaved rounds (10 calls of artifact A, of B, of C, then A
 again, ...) so that a noisy machine slows all of them alike and the ratios between them stay
-meaningful; a shared VM's slow spells last seconds, longer than a round.
+meaningful; a shared VM's slow spells last seconds, longer than a round. Each batch size is
+measured in its own phase of rounds (all batch-1 rounds, then all batch-32 rounds).
 """
 
 from __future__ import annotations
@@ -77,23 +78,26 @@ def _peak_kernel(cfg: BenchConfig):
 
 
 def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress, peak=None) -> tuple[dict, list]:
-    """Compute-only latency per artifact and batch size, interleaved across artifacts; each
-    round's samples stay separate (per-round ratios show how steady a ratio is within the run)."""
-    inputs = {name: {b: rt.input_format.prepare(batch_of(crops, b)) for b in cfg.batches} for name, rt in rts.items()}
-    for name, rt in rts.items():
-        for x in inputs[name].values():
-            time_calls(lambda rt=rt, x=x: rt.infer(x), 0, cfg.warmup)
-    if peak is not None:
-        time_calls(peak.run, 0, cfg.warmup)
+    """Compute-only latency per artifact and batch size. Each batch size is its own phase, in
+    which the artifacts take turns round by round; each round's samples stay separate
+    (per-round ratios show how steady a ratio is within the run). Phases, because a deployment
+    runs one batch size: a batch-1 call timed right after another model's batch-32 call pays
+    for that call's cache evictions, which no batch-1 deployment does."""
     times = {name: {b: [] for b in cfg.batches} for name in rts}
     peak_times = []
-    for _ in range(cfg.rounds):
-        for name, rt in rts.items():
-            for b, x in inputs[name].items():
-                times[name][b].append(time_calls(lambda rt=rt, x=x: rt.infer(x), cfg.round_runs, cfg.rewarm))
-            progress.update(1)
-        if peak is not None:
-            peak_times.append(time_calls(peak.run, cfg.round_runs, cfg.rewarm))
+    if peak is not None:
+        time_calls(peak.run, 0, cfg.warmup)
+    for b in cfg.batches:
+        inputs = {name: rt.input_format.prepare(batch_of(crops, b)) for name, rt in rts.items()}
+        calls = {name: (lambda rt=rt, x=inputs[name]: rt.infer(x)) for name, rt in rts.items()}
+        for call in calls.values():
+            time_calls(call, 0, cfg.warmup)
+        for _ in range(cfg.rounds):
+            for name, call in calls.items():
+                times[name][b].append(time_calls(call, cfg.round_runs, cfg.rewarm))
+                progress.update(1)
+            if peak is not None:
+                peak_times.append(time_calls(peak.run, cfg.round_runs, cfg.rewarm))
     return times, peak_times
 
 
@@ -136,7 +140,7 @@ def run_bench(
         raise DataError("bench: needs faces to run on (--faces DIR or --data DIR)")
     crops = timing_set.images()
     peak = _peak_kernel(cfg)  # a bad --peak-gflops fails before any model is loaded
-    steps = len(models) * (cfg.rounds + 3 + cfg.end_to_end + cfg.memory)
+    steps = len(models) * (cfg.rounds * len(cfg.batches) + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
     with tqdm(total=steps, desc="bench", unit="step", disable=None) as progress:
         rts = {}

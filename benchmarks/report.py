@@ -94,6 +94,7 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         "",
         f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; timed runs per batch: "
         f"{cfg['rounds']} interleaved rounds of {cfg['round_runs']} ({cfg['rewarm']} untimed after each switch), "
+        "one phase per batch size, "
         f"after {cfg['warmup']} warm-up runs; provider {cfg['provider']}; "
         f"PyTorch device {cfg.get('device', 'cpu')}; "
         f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",

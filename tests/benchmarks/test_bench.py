@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
+from fsanet.benchmarks.bench import BenchConfig, _latency, _open
 
 from fsanet.cli import main, missing_extra
+from fsanet.data import open_faces
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +118,31 @@ def test_missing_libraries_map_to_the_extra_of_the_command():
     assert missing_extra("export", "onnxslim") == "export"
     assert missing_extra("predict", "ai_edge_litert.interpreter") == "tflite"
     assert missing_extra("bench", "numpy") is None  # a core dependency: a real bug, not an extra
+
+
+def test_latency_measures_each_batch_size_in_its_own_interleaved_phase(reference_models, shared_data):
+    """All batch-1 rounds (artifacts taking turns) come before any batch-8 call."""
+    cfg = BenchConfig(batches=(1, 8), runs=6, round_runs=2, rewarm=1, warmup=1)
+    rts = {name: _open(model, cfg) for name, model in reference_models.items()}
+    calls = []
+    for name, rt in rts.items():
+        infer = rt.infer
+        rt.infer = lambda x, name=name, infer=infer: calls.append((name, len(x))) or infer(x)
+
+    class Count:
+        steps = 0
+
+        def update(self, n):
+            self.steps += n
+
+    progress = Count()
+    crops = open_faces(shared_data / "real-faces" / "afw").images()
+    times, _ = _latency(rts, crops, cfg, progress)
+    batches = [b for _, b in calls]
+    assert batches == sorted(batches) and set(batches) == {1, 8}
+    timed_b1 = [name for name, b in calls if b == 1][2:]  # after one warm-up call each
+    assert timed_b1 == (["foxtracker"] * 3 + ["omasaht-1x1"] * 3) * cfg.rounds  # 1 untimed + 2 timed each
+    assert progress.steps == cfg.rounds * len(cfg.batches) * len(rts)
+    for per_b in times.values():
+        assert [len(t) for t in per_b[8]] == [cfg.round_runs] * cfg.rounds
+        assert np.all(np.concatenate(per_b[1]) > 0)
