@@ -138,6 +138,8 @@ def test_latency_measures_each_batch_size_in_its_own_interleaved_phase(reference
     progress = Count()
     crops = open_faces(shared_data / "real-faces" / "afw").images()
     times, _ = _latency(rts, crops, cfg, progress)
+    for rt in rts.values():
+        rt.close()
     batches = [b for _, b in calls]
     assert batches == sorted(batches) and set(batches) == {1, 8}
     timed_b1 = [name for name, b in calls if b == 1][2:]  # after one warm-up call each
