@@ -1,8 +1,15 @@
-"""Per-angle mean absolute error against labels, and drift between two models' angles."""
+"""Per-angle mean absolute error against labels, and drift between two models' angles.
+
+A face whose angles are not finite (a broken model) makes the means NaN; `non_finite_faces`
+counts such faces, so that the budget can turn the NaN into a violation that says why instead
+of a comparison that is silently false.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from fsanet.errors import DataError
 
 ANGLES = ("yaw", "pitch", "roll")
 
@@ -10,10 +17,16 @@ ANGLES = ("yaw", "pitch", "roll")
 def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if p.shape != t.shape or p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"angles must both be (N, 3); got {p.shape} and {t.shape}")
+        raise DataError(f"angles must both be (N, 3) yaw, pitch, roll; got {p.shape} and {t.shape}")
     if len(p) == 0:
-        raise ValueError("no faces to compare")
+        raise DataError("no faces to compare")
     return p, t
+
+
+def non_finite_faces(angles) -> int:
+    """How many faces (rows) have an angle that is NaN or infinite."""
+    a = np.asarray(angles, dtype=np.float64).reshape(len(angles), -1)
+    return int((~np.isfinite(a)).any(axis=1).sum())
 
 
 def mae(pred, target) -> dict[str, float]:
@@ -30,4 +43,4 @@ def drift(pred, reference) -> dict[str, float]:
     p, r = _pair(pred, reference)
     d = np.abs(p - r)
     per = {a: float(v) for a, v in zip(ANGLES, d.mean(0), strict=True)}
-    return {"mean": float(d.mean()), "max": float(d.max()), **per}
+    return {"mean": float(d.mean()), "max": float(d.max()), **per}  # one NaN face: NaN mean and max

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from fsanet.benchmarks.accuracy import drift, mae
+from fsanet.benchmarks.accuracy import drift, mae, non_finite_faces
 from fsanet.benchmarks.latency import batch_of, summarise, time_calls
 from fsanet.runtimes.estimator import PoseEstimator
 
@@ -39,6 +39,12 @@ class BenchConfig:
     @property
     def rounds(self) -> int:
         return max(self.runs // self.round_runs, 1)
+
+
+def artifact_names(models: list[str], reference: str | None = None) -> list[str]:
+    """The names the artifacts of a run get in its results and in a budget's sections: the
+    file names (`#2`, `#3` for repeats), the reference first when it is not among `models`."""
+    return _names([reference, *models] if reference and reference not in models else list(models))
 
 
 def _names(models: list[str]) -> list[str]:
@@ -175,14 +181,19 @@ def run_bench(
                 r["gflops_per_s"] = r["flops_per_face"] / (p50 / 1e3) / 1e9
                 if peak_info:
                     r["fraction_of_peak"] = r["gflops_per_s"] / peak_info["gflops_per_s"]
+            # every artifact's angles on the timing faces: drift, and a model that outputs NaN
+            # fails any budget (budget.check), even one that limits latency only
+            predictions[name] = PoseEstimator(rt).predict(crops)
+            seen = [predictions[name]]
             if data_crops is not None and data.poses is not None:
-                r["mae"] = mae(PoseEstimator(rt).predict(data_crops), data.poses)
-            if faces is not None and ref_name:
-                predictions[name] = PoseEstimator(rt).predict(crops)
+                if timing_set is not data:
+                    seen.append(PoseEstimator(rt).predict(data_crops))
+                r["mae"] = mae(seen[-1], data.poses)
+            r["non_finite"] = {"faces": sum(map(non_finite_faces, seen)), "of": sum(map(len, seen))}
             progress.update(1)
         for name in rts:
             if ref_name:
-                results[name]["drift"] = drift(predictions[name], predictions[ref_name]) if predictions else None
+                results[name]["drift"] = drift(predictions[name], predictions[ref_name]) if faces is not None else None
                 if "mae" in results[name] and "mae" in results[ref_name]:
                     results[name]["mae_increase"] = results[name]["mae"]["mean"] - results[ref_name]["mae"]["mean"]
             progress.update(1)

@@ -16,6 +16,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10, the system Python of JetPack 6
     import tomli as tomllib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +40,18 @@ RATIO = "max_p50_ratio"
 class Violation:
     artifact: str
     metric: str
-    limit: float
+    limit: float | None
     measured: float | None
+    detail: str = ""  # why a measurement is missing or not a number
 
     def __str__(self) -> str:
+        if self.limit is None:  # a violation of no one limit: the artifact itself is broken
+            return f"{self.artifact}: {self.detail}"
+        if self.measured is not None and not math.isfinite(self.measured):
+            return f"{self.artifact}: {self.metric} is {self.measured}: {self.detail or 'not a finite number'}"
         got = "not measured" if self.measured is None else f"{self.measured:.4g}"
-        return f"{self.artifact}: {self.metric} = {got}, limit {self.limit:g}"
+        limit = "" if self.limit is None else f", limit {self.limit:g}"
+        return f"{self.artifact}: {self.metric} = {got}{limit}" + (f" ({self.detail})" if self.detail else "")
 
 
 def budget_path(name: str | Path) -> Path:
@@ -63,12 +70,18 @@ def budget_path(name: str | Path) -> Path:
 
 def load_budget(path: str | Path) -> dict[str, dict[str, float]]:
     path = budget_path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; --budget takes a TOML file or a shipped name (default, ports)")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: no such budget file") from None
+        raise DataError(f"{path}: no such budget file (give a TOML file or a shipped name: default, ports)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; a budget is TOML, like [all] max_drift = 0.25") from None
     except tomllib.TOMLDecodeError as e:
         raise DataError(f"{path}: not valid TOML ({e})") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the budget file ({e.strerror})") from e
     budget = {}
     for section, limits in data.items():
         if not isinstance(limits, dict):
@@ -92,8 +105,14 @@ def _floats(value):
 
 
 def _number(path, section: str, key: str, value) -> None:
+    """A limit is a finite number >= 0 (a ratio > 0): `nan` would switch its own check off."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise DataError(f"{path}: [{section}] {key} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{path}: [{section}] {key} must be a finite number, got {value}")
+    if value < 0 or (key.startswith(RATIO) and value == 0):
+        kind = "positive" if key.startswith(RATIO) else "zero or more"
+        raise DataError(f"{path}: [{section}] {key} must be {kind}, got {value}")
 
 
 def _lookup(results: dict, dotted: str):
@@ -105,21 +124,41 @@ def _lookup(results: dict, dotted: str):
     return node
 
 
-def check(budget: dict[str, dict[str, float]], artifacts: dict[str, dict], source: str = "budget") -> list[Violation]:
-    """Every limit that an artifact's results break (or that the run did not measure)."""
-    unknown = set(budget) - {"all"} - set(artifacts)
+def check_names(budget: dict[str, dict[str, float]], names, source: str = "budget") -> None:
+    """Every section and ratio table of the budget names an artifact of the run (checked
+    before the run, so a typo fails at once)."""
+    names = sorted(names)
+    unknown = set(budget) - {"all"} - set(names)
     if unknown:
-        raise DataError(f"{source}: sections {sorted(unknown)} name no artifact of this run ({sorted(artifacts)})")
-    stray = {o for limits in budget.values() for o in limits.get(RATIO, {})} - set(artifacts)
+        raise DataError(f"{source}: sections {sorted(unknown)} name no artifact of this run ({names})")
+    stray = {o for limits in budget.values() for o in limits.get(RATIO, {})} - set(names)
     if stray:
-        raise DataError(f"{source}: {RATIO} names {sorted(stray)}, not in this run ({sorted(artifacts)})")
+        raise DataError(f"{source}: {RATIO} names {sorted(stray)}, not in this run ({names})")
+
+
+def _not_finite(results: dict) -> str:
+    """Why a metric is not a number: the count of faces with non-finite angles, where known."""
+    bad = results.get("non_finite") or {}
+    if bad.get("faces"):
+        return f"the model produced non-finite angles on {bad['faces']} of {bad['of']} faces"
+    return "the measurement is not a finite number"
+
+
+def check(budget: dict[str, dict[str, float]], artifacts: dict[str, dict], source: str = "budget") -> list[Violation]:
+    """Every limit that an artifact's results break, that the run did not measure, or whose
+    measurement is not a finite number; and every artifact that produced non-finite angles."""
+    check_names(budget, artifacts, source)
     violations = []
     for name, results in artifacts.items():
+        bad = results.get("non_finite") or {}
+        if bad.get("faces"):  # a broken model fails any budget, whatever its limits say
+            detail = f"the model produced non-finite angles on {bad['faces']} of {bad['of']} faces"
+            violations.append(Violation(name, "angles", None, None, detail))
         limits = budget.get("all", {}) | budget.get(name, {})
         ratios = budget.get("all", {}).get(RATIO, {}) | budget.get(name, {}).get(RATIO, {})
         for other, limit in ratios.items():
             measured = results.get("p50_ratio_to", {}).get(other, {}).get("1")
-            if other != name and (measured is None or measured > limit):
+            if other != name and _breaks(measured, limit):
                 violations.append(Violation(name, f"p50 ratio to {other} (batch 1)", limit, measured))
         for key, limit in limits.items():
             if key == RATIO:
@@ -127,6 +166,13 @@ def check(budget: dict[str, dict[str, float]], artifacts: dict[str, dict], sourc
             measured = _lookup(results, LIMITS[key][0])
             if results.get("is_reference") and key in ("max_drift", "max_drift_max", "max_mae_increase"):
                 continue  # the reference is the yardstick of these, not subject to them
-            if measured is None or measured > limit:
-                violations.append(Violation(name, LIMITS[key][0], limit, measured))
+            if _breaks(measured, limit):
+                metric = LIMITS[key][0]
+                detail = _not_finite(results) if measured is not None else ""
+                violations.append(Violation(name, metric, limit, measured, detail))
     return violations
+
+
+def _breaks(measured, limit: float) -> bool:
+    """Not measured, not a finite number, or over the limit (`nan > limit` alone is False)."""
+    return measured is None or not math.isfinite(measured) or measured > limit

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fsanet.files import write_text
+from fsanet.files import json_text, write_text
 
 
 def _f(v, fmt="{:.2f}") -> str:
@@ -165,7 +164,7 @@ def write_reports(result: dict, violations, out_dir: str | Path) -> dict[str, Pa
             {"artifact": v.artifact, "metric": v.metric, "limit": v.limit, "measured": v.measured} for v in violations
         ],
     )
-    write_text(out / "report.json", json.dumps(full, indent=2) + "\n")
+    write_text(out / "report.json", json_text(full))
     write_markdown(result, violations, out / "report.md")
     plots = plot(result, out)
     return {"json": out / "report.json", "markdown": out / "report.md", "plots": plots}

@@ -72,9 +72,17 @@ def load(path: str | Path) -> CalibrationSet:
     for key in ("crops", "manifest"):
         if key not in data.files:
             raise DataError(f"{path}: field '{key}' is missing; build it with `fsanet calib build`")
-    manifest = json.loads(str(data["manifest"]))
-    crops = data["crops"]
-    if manifest.get("format") != FORMAT or crops.ndim != 4 or crops.shape[1:] != (64, 64, 3):
+    try:
+        manifest = json.loads(str(data["manifest"]))
+        crops = data["crops"]
+    except (ValueError, OSError) as e:  # a damaged member of the archive, or a manifest not JSON
+        raise DataError(f"{path}: damaged calibration set ({e}); rebuild it with `fsanet calib build`") from e
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or crops.ndim != 4
+        or crops.shape[1:] != (64, 64, 3)
+    ):
         raise DataError(f"{path}: not an fsanet calibration set (crops {crops.shape})")
     if crops_sha256(crops) != manifest.get("sha256"):
         raise DataError(f"{path}: the crops do not match the sha256 in its manifest; rebuild it")
@@ -160,8 +168,8 @@ def build(source: str | Path, count: int, seed: int = 0, bins: int = 6, detector
     """Draw `count` usable faces from `source`; fewer is an error that says why."""
     from fsanet.data import open_faces
 
-    if count < 1:
-        raise DataError(f"calibration size must be at least 1, got {count}")
+    if count < 1 or bins < 1:
+        raise DataError(f"calibration size and yaw bins must be at least 1, got {count} and {bins}")
     src = Path(source)
     try:
         faces = open_faces(src)

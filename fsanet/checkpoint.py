@@ -6,6 +6,8 @@ Saved with `torch.save` as plain dicts, tensors and strings, loaded with
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -42,8 +44,17 @@ def read_torch_file(path: str | Path):
         raise DataError(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise WeightsError(f"{path}: not a readable fsanet checkpoint ({type(e).__name__}: {e})") from e
+    except pickle.UnpicklingError as e:  # torch's text advises weights_only=False: never repeat that
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise WeightsError(
+            f"{path}: refused: it stores Python objects{what} that only run as code, and fsanet never runs "
+            "code from a model file; write checkpoints with fsanet (import-keras, train, fuse)"
+        ) from None
+    except Exception as e:  # torch raises several types for corrupt or truncated files
+        first = (str(e).strip().splitlines() or [""])[0]
+        why = type(e).__name__ if "weights_only" in first or not first else first
+        raise WeightsError(f"{path}: not a readable fsanet checkpoint (corrupt or not a torch file: {why})") from None
 
 
 def load_payload(path: str | Path) -> dict:

@@ -1,18 +1,30 @@
 """The single `fsanet` command; each subcommand imports its stage only when it runs.
 
-Exit codes: 0 success, 1 budget violated, 2 bad input or usage.
+Exit codes: 0 success, 1 a budget limit violated (and nothing else), 2 bad input or usage,
+3 an unexpected internal error (its traceback goes to a file; `--debug` prints it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import tempfile
+import threading
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
 
 from fsanet import __version__
-from fsanet.errors import DataError, FsanetError
+from fsanet.argtypes import float_pair, integer, integer_list, milestones, positive_float
+from fsanet.errors import DataError, FsanetError, Terminated
+from fsanet.paths import check_inputs_exist, check_output_dir, check_output_file
 
 
 def _import_keras(args) -> int:
+    check_output_file(args.output, args.files)
+    check_inputs_exist(args.files, "weights file")
     from fsanet.importer import import_keras
     from fsanet.keras_weights import stored_values
     from fsanet.model import variant_name
@@ -27,6 +39,8 @@ def _import_keras(args) -> int:
 
 
 def _eval(args) -> int:
+    check_output_file(args.json, [args.model, args.data], "--json")
+    check_inputs_exist([args.model])
     from fsanet.evaluate import evaluate, format_result
 
     print(format_result(evaluate(args.model, args.data, args.json)))
@@ -34,6 +48,9 @@ def _eval(args) -> int:
 
 
 def _export(args) -> int:
+    check_output_dir(args.output, [args.model, args.calib, args.verify])
+    check_inputs_exist([args.model], "checkpoint")
+    check_inputs_exist([args.calib, args.verify], "calibration or verification set")
     from fsanet.export.targets import export_targets
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
@@ -59,6 +76,7 @@ def _export(args) -> int:
 def _predict(args) -> int:
     import json
 
+    check_inputs_exist([args.model])
     from fsanet import runtimes
     from fsanet.predict import predict_paths
 
@@ -66,7 +84,9 @@ def _predict(args) -> int:
         rows = predict_paths(rt, args.images)
     for row in rows:
         if args.json:
-            print(json.dumps(row))
+            print(json.dumps(row, allow_nan=False))
+        elif row["angles"] is None:
+            print(f"{row['image']}  {row['crop']}")
         else:
             y, p, r = row["angles"]
             print(f"{row['image']}  face {row['face']} ({row['crop']}): yaw {y:7.2f}  pitch {p:7.2f}  roll {r:7.2f}")
@@ -74,6 +94,11 @@ def _predict(args) -> int:
 
 
 def _demo(args) -> int:
+    inputs = [args.model, *(s for s in args.sources if s != "0")]
+    if args.output and Path(args.output).suffix:
+        check_output_file(args.output, inputs)
+    else:
+        check_output_dir(args.output, inputs)
     from fsanet.demo import run_demo
 
     summary = run_demo(
@@ -97,6 +122,8 @@ def _profile(args) -> int:
 
     if not (args.faces or args.data):
         raise DataError("profile: needs faces to run on (--faces DIR or --data DIR)")
+    check_output_dir(args.output, [args.model, args.faces, args.data])
+    check_inputs_exist([args.model])
     crops = open_faces(args.faces or args.data).images()
     result = profile_onnx(
         args.model,
@@ -127,16 +154,22 @@ def _peak_gflops(text: str) -> float | str:
 
 
 def _bench(args) -> int:
-    from fsanet.benchmarks.bench import BenchConfig, run_bench
-    from fsanet.benchmarks.budget import check, load_budget
+    from fsanet.benchmarks.bench import BenchConfig, artifact_names, run_bench
+    from fsanet.benchmarks.budget import check, check_names, load_budget
     from fsanet.benchmarks.report import markdown_table, ratio_matrix, verdict_lines, write_reports
     from fsanet.data import open_faces
 
+    check_output_dir(args.output, [*args.models, args.reference, args.data, args.faces, args.budget])
+    check_inputs_exist([*args.models, args.reference])
     budget = load_budget(args.budget) if args.budget else None
+    if budget:  # a section naming no artifact fails now, not after the whole benchmark
+        check_names(budget, artifact_names(args.models, args.reference), args.budget)
+    if not (args.data or args.faces):
+        raise DataError("bench: needs faces to run on (--faces DIR or --data DIR)")
     data = open_faces(args.data) if args.data else None
     faces = open_faces(args.faces) if args.faces else None
     cfg = BenchConfig(
-        batches=tuple(int(b) for b in args.batch.split(",")),
+        batches=args.batch,
         threads=args.threads,
         runs=args.runs,
         warmup=args.warmup,
@@ -157,6 +190,7 @@ def _bench(args) -> int:
 
 
 def _calib(args) -> int:
+    check_output_file(args.output, [args.source, args.detector])
     from fsanet import calib
 
     cs = calib.build(args.source, args.count, args.seed, args.bins, args.detector)
@@ -169,10 +203,11 @@ def _calib(args) -> int:
 
 
 def _train(args) -> int:
+    check_output_dir(args.output, [args.data, *(args.val or ()), args.init, args.calib])
+    check_inputs_exist([args.init], "checkpoint")
     from fsanet.train import TrainConfig, train
     from fsanet.train.qat import QAT_LR
 
-    scale = tuple(float(v) for v in args.scale.split(","))
     cfg = TrainConfig(
         data=args.data,
         output=args.output,
@@ -182,11 +217,11 @@ def _train(args) -> int:
         init=args.init,
         epochs=args.epochs,
         lr=args.lr if args.lr is not None else (QAT_LR if args.qat else 1e-3),
-        milestones=tuple(int(m) for m in args.milestones.split(",") if m.strip()),
+        milestones=args.milestones,
         batch=args.batch,
         seed=args.seed,
         augment=not args.no_augment,
-        scale_range=scale,
+        scale_range=args.scale,
         limit=args.limit,
         val_limit=args.val_limit,
         workers=args.workers,
@@ -206,6 +241,8 @@ def _train(args) -> int:
 
 
 def _fuse(args) -> int:
+    check_output_file(args.output, args.members)
+    check_inputs_exist(args.members, "checkpoint")
     from fsanet.train.fuse import fuse, is_paper_fusion
 
     _, sources = fuse(args.members, args.output)
@@ -217,6 +254,8 @@ def _fuse(args) -> int:
 
 
 def _synth(args) -> int:
+    check_output_file(args.output)
+    check_output_file(args.sheet, [args.output], "--sheet")
     from fsanet.data.synthetic import contact_sheet, synthetic_faces, write_npz
 
     faces = synthetic_faces(args.count, args.seed, size=args.size)
@@ -228,6 +267,8 @@ def _synth(args) -> int:
 
 
 def _pipeline(args) -> int:
+    check_output_dir(args.output, [*(args.weights or ()), args.calib, args.data, args.faces])
+    check_inputs_exist(args.weights or (), "weights file")
     from fsanet.pipeline import PipelineConfig, run_pipeline
 
     cfg = PipelineConfig(
@@ -263,6 +304,7 @@ def _variants(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fsanet", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"fsanet-edge {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("import-keras", help="the authors' .h5 weights -> checkpoint (several files: fusion)")
@@ -287,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", help="real faces to verify every file on (default: random crops / the calibration set)")
     s.add_argument(
         "--int8-max-drift",
-        type=float,
+        type=positive_float,
         help="accuracy-controlled INT8 (ONNX and TFLite): keep op types in float until "
         "the mean drift (degrees) on the --verify faces holds",
     )
@@ -299,9 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     calib_sub = s.add_subparsers(dest="calib_command", required=True)
     c = calib_sub.add_parser("build", help="draw N faces from a dataset or photo folder into calib.npz")
     c.add_argument("source", help="labelled set (stratified over yaw), folder with .pts, or plain photos (detector)")
-    c.add_argument("-n", "--count", type=int, default=512)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--bins", type=int, default=6, help="yaw bins for stratified sampling of labelled sets")
+    c.add_argument("-n", "--count", type=integer(1), default=512)
+    c.add_argument("--seed", type=integer(0), default=0)
+    c.add_argument("--bins", type=integer(1), default=6, help="yaw bins for stratified sampling of labelled sets")
     c.add_argument("--detector", help="OpenCV cascade XML for plain photos (default: the Haar frontal face)")
     c.add_argument("-o", "--output", required=True)
     c.set_defaults(run=_calib)
@@ -315,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="angles of the faces in images")
     s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")
     s.add_argument("images", nargs="+", help="images or folders (faces from .pts landmarks, 64x64 crops or a detector)")
-    s.add_argument("--threads", type=int)
+    s.add_argument("--threads", type=integer(1))
     s.add_argument("--json", action="store_true", help="one JSON object per face")
     s.set_defaults(run=_predict)
 
@@ -325,10 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="out.jpg|out.png, out_dir/ (one file per image) or out.mp4|out.avi")
     s.add_argument("--detector", default="haar", help="haar (OpenCV's), haar:XML, lbp:XML (the authors') or yunet:ONNX")
     s.add_argument("--show", action="store_true", help="also show the result in a window (needs a GUI OpenCV)")
-    s.add_argument("--max-frames", type=int, help="stop a video or camera after this many frames")
-    s.add_argument("--montage", type=int, metavar="COLUMNS", help="all images as one picture -o FILE, COLUMNS wide")
+    s.add_argument("--max-frames", type=integer(1), help="stop a video or camera after this many frames")
+    s.add_argument(
+        "--montage", type=integer(1), metavar="COLUMNS", help="all images as one picture -o FILE, COLUMNS wide"
+    )
     s.add_argument("--landmarks", action="store_true", help="also draw the .pts landmarks found beside an image")
-    s.add_argument("--threads", type=int)
+    s.add_argument("--threads", type=integer(1))
     s.set_defaults(run=_demo)
 
     s = sub.add_parser("bench", help="latency, accuracy and drift of artifacts side by side, with a budget")
@@ -337,10 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (folder with .pts)")
     s.add_argument("--reference", help="artifact that drift is measured against (added to the run)")
     s.add_argument("--budget", help="TOML budget; a violated limit exits 1")
-    s.add_argument("--batch", default="1,32", help="batch sizes, first one for the headline numbers")
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--runs", type=int, default=300)
-    s.add_argument("--warmup", type=int, default=30)
+    s.add_argument(
+        "--batch", type=integer_list(1), default=(1, 32), help="batch sizes, first one for the headline numbers"
+    )
+    s.add_argument("--threads", type=integer(1), default=1)
+    s.add_argument("--runs", type=integer(1), default=300)
+    s.add_argument("--warmup", type=integer(0), default=30)
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
     s.add_argument("--device", default="cpu", help="PyTorch checkpoints (.pt): cpu, cuda, cuda:N")
     s.add_argument(
@@ -357,13 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="ONNX file; foreign ones as FILE@nhwc|nchw,bgr|rgb,raw|mean=M,std=S")
     s.add_argument("--faces", help="real faces to run on (folder with .pts)")
     s.add_argument("--data", help="or a labelled set (AFLW2000 folder, .npz, ...)")
-    s.add_argument("--batch", type=int, default=1)
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--runs", type=int, default=200)
-    s.add_argument("--warmup", type=int, default=30)
+    s.add_argument("--batch", type=integer(1), default=1)
+    s.add_argument("--threads", type=integer(1), default=1)
+    s.add_argument("--runs", type=integer(1), default=200)
+    s.add_argument("--warmup", type=integer(0), default=30)
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
     s.add_argument("--keep-denormals", action="store_true", help="IEEE denormals (slower on real faces)")
-    s.add_argument("--top", type=int, default=20, help="how many of the slowest nodes to list")
+    s.add_argument("--top", type=integer(1), default=20, help="how many of the slowest nodes to list")
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_profile)
 
@@ -373,20 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", type=int, default=1, choices=(1, 2), help="1: 300W-LP; 2: BIWI 70/30 by subject")
     s.add_argument("--variant", help="named configuration (see `fsanet variants`); default fsanet-1x1-capsule")
     s.add_argument("--init", help="checkpoint to fine-tune (e.g. from `fsanet import-keras`)")
-    s.add_argument("--epochs", type=int, default=90)
-    s.add_argument("--lr", type=float, help="learning rate (default 1e-3; 1e-5 with --qat)")
-    s.add_argument("--milestones", default="30,60", help="epochs after which the lr is multiplied by 0.1")
-    s.add_argument("--batch", type=int, help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--scale", default="0.8,1.2", help="random box scale range of the augmentation")
+    s.add_argument("--epochs", type=integer(1), default=90)
+    s.add_argument("--lr", type=positive_float, help="learning rate (default 1e-3; 1e-5 with --qat)")
+    s.add_argument(
+        "--milestones", type=milestones, default=(30, 60), help="epochs after which the lr is multiplied by 0.1"
+    )
+    s.add_argument("--batch", type=integer(1), help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
+    s.add_argument("--seed", type=integer(0), default=0)
+    s.add_argument("--scale", type=float_pair, default=(0.8, 1.2), help="random box scale range of the augmentation")
     s.add_argument("--no-augment", action="store_true")
-    s.add_argument("--limit", type=int, help="use only the first N training faces")
-    s.add_argument("--val-limit", type=int, help="use only the first N faces of each validation set")
-    s.add_argument("--workers", type=int, default=4, help="data loader processes per training process")
+    s.add_argument("--limit", type=integer(1), help="use only the first N training faces")
+    s.add_argument("--val-limit", type=integer(1), help="use only the first N faces of each validation set")
+    s.add_argument("--workers", type=integer(0), default=4, help="data loader processes per training process")
     s.add_argument("--device", help="cpu, cuda, cuda:N (default: this process's GPU, else cpu)")
     s.add_argument("--no-amp", action="store_true", help="float32 on CUDA too, TF32 off (mixed precision is CUDA-only)")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run in -o")
-    s.add_argument("--stop-after", type=int, help="stop after this epoch (continue later with --resume)")
+    s.add_argument("--stop-after", type=integer(1), help="stop after this epoch (continue later with --resume)")
     s.add_argument(
         "--qat",
         action="store_true",
@@ -409,10 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_fuse)
 
     s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
-    s.add_argument("-n", "--count", type=int, default=2000, help="number of heads")
-    s.add_argument("--seed", type=int, default=0, help="head i depends only on (seed, i)")
-    s.add_argument("--size", type=int, default=128, help="side of the full render the 64x64 crop is cut from")
-    s.add_argument("--workers", type=int, default=1, help="rendering processes (same bytes for any number)")
+    s.add_argument("-n", "--count", type=integer(1), default=2000, help="number of heads")
+    s.add_argument("--seed", type=integer(0), default=0, help="head i depends only on (seed, i)")
+    s.add_argument("--size", type=integer(64), default=128, help="side of the full render the 64x64 crop is cut from")
+    s.add_argument("--workers", type=integer(1), default=1, help="rendering processes (same bytes for any number)")
     s.add_argument("--sheet", help="also write a PNG contact sheet of the first 64 crops with their axes")
     s.add_argument("-o", "--output", required=True, help=".npz to write ('image', 'pose'), readable by --data")
     s.set_defaults(run=_synth)
@@ -422,18 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the project's fusion trained on synthetic heads")  # fmt: skip
     s.add_argument("--calib", default="synthetic:300:2", help="calibration faces: labelled set, photo folder, "
                    "synthetic:N[:seed], or a calib .npz")  # fmt: skip
-    s.add_argument("--calib-count", type=int, default=300, help="faces drawn into the calibration set")
+    s.add_argument("--calib-count", type=integer(1), default=300, help="faces drawn into the calibration set")
     s.add_argument("--data", default="synthetic:500:7", help="labelled faces for MAE")
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
     s.add_argument("--budget", default="default", help="TOML budget (default: the shipped one)")
-    s.add_argument("--runs", type=int, default=200, help="timed runs per artifact and batch size")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--runs", type=integer(1), default=200, help="timed runs per artifact and batch size")
+    s.add_argument("--threads", type=integer(1), default=1)
     s.add_argument("--no-tensorrt", action="store_true", help="do not build TensorRT engines even where it exists")
     s.add_argument("-o", "--output", default="out/pipeline", help="report folder")
     s.set_defaults(run=_pipeline)
 
     s = sub.add_parser("variants", help="list the named configurations")
     s.set_defaults(run=_variants)
+    for command in [*sub.choices.values(), *calib_sub.choices.values()]:  # `fsanet CMD ... --debug` too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
@@ -468,19 +518,73 @@ def missing_extra(command: str, module: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here, with argparse's one line
+    debug = getattr(args, "debug", False)
+    with _sigterm_as_interrupt():
+        try:
+            return args.run(args)
+        except FsanetError as e:
+            return _fail(args, e, e.exit_code, str(e), debug)
+        except ModuleNotFoundError as e:
+            extra = missing_extra(args.command, e.name)
+            if extra is None:
+                return _internal_error(args, e, debug)
+            fix = f"pip install 'fsanet-edge[{extra}]'"
+            return _fail(args, e, 2, f"{e.name} is not installed; install it with: {fix}", debug)
+        except KeyboardInterrupt as e:
+            print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
+        except OSError as e:
+            if e.filename is None:
+                return _internal_error(args, e, debug)
+            return _fail(args, e, 2, f"{e.filename}: {e.strerror or e}", debug)
+        except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 3
+            return _internal_error(args, e, debug)
+
+
+def _fail(args, error: BaseException, code: int, message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(error)
+    first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    print(f"fsanet {args.command}: error: {first}", file=sys.stderr)
+    return code
+
+
+def _internal_error(args, error: BaseException, debug: bool) -> int:
+    """Exit 3: one line on the console, the full traceback in a file (or on the console with --debug)."""
+    text = "".join(traceback.format_exception(error))
+    where = "printed above"
+    if debug:
+        print(text, file=sys.stderr, end="")
+    else:
+        try:
+            fd, where = tempfile.mkstemp(prefix=f"fsanet-{args.command}-", suffix=".traceback.txt")
+            with os.fdopen(fd, "w") as f:
+                f.write(f"fsanet {__version__}, argv {sys.argv}\n{text}")
+        except OSError:
+            where = "not saved (temporary folder not writable); run again with --debug"
+    first = (str(error).strip().splitlines() or [""])[0]
+    print(
+        f"fsanet {args.command}: internal error: {type(error).__name__}: {first} "
+        f"(a bug in fsanet, please report it; full traceback: {where})",
+        file=sys.stderr,
+    )
+    return 3
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises like Ctrl-C while a command runs, so temporary files are removed by the
+    same cleanup; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return args.run(args)
-    except FsanetError as e:
-        print(f"fsanet {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except ModuleNotFoundError as e:
-        extra = missing_extra(args.command, e.name)
-        if extra is None:
-            raise
-        fix = f"pip install 'fsanet-edge[{extra}]'"
-        print(f"fsanet {args.command}: error: {e.name} is not installed; install it with: {fix}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,8 @@
-"""One small exception hierarchy; the CLI maps each class to an exit code."""
+"""One small exception hierarchy; the CLI maps each class to an exit code.
+
+Every error the toolkit raises on bad input is an `FsanetError`. The classes about bad input
+also derive from `ValueError`, so code written against the built-in type keeps working.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,17 @@ class FsanetError(Exception):
     exit_code = 2
 
 
-class DataError(FsanetError):
-    """A data file or folder is missing, unreadable or malformed."""
+class DataError(FsanetError, ValueError):
+    """A data file or folder, an option or an argument is missing, unreadable or malformed."""
 
 
-class WeightsError(FsanetError):
+class WeightsError(FsanetError, ValueError):
     """A weights file does not match the architecture it claims to hold."""
+
+
+class ModelError(FsanetError, ValueError):
+    """A model file loads but does not behave as a head-pose model: wrong input or output
+    shape, a backend that fails to run it, or non-finite angles."""
 
 
 class BackendUnavailable(FsanetError):
@@ -38,3 +47,7 @@ class BudgetExceeded(FsanetError):
     """A measured metric broke a limit of the accuracy or latency budget."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner's timeout), raised like Ctrl-C so that every cleanup runs."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ def predict_torch(model, crops: np.ndarray, batch: int = 64) -> np.ndarray:
 def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str | Path | None = None) -> dict:
     """MAE of any artifact (`.pt`, `.onnx`, ...; `path@format` for foreign files) on a labelled set."""
     from fsanet import runtimes
-    from fsanet.runtimes.estimator import PoseEstimator
+    from fsanet.runtimes.estimator import PoseEstimator, require_finite
 
     faces = data if isinstance(data, FaceSet) else open_faces(data)
     if faces.poses is None:
@@ -39,7 +38,7 @@ def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str 
     if len(faces) == 0:
         raise DataError(f"{faces.describe()}: nothing left to evaluate")
     with PoseEstimator(runtimes.open(model_path)) as estimator:
-        pred = estimator.predict(faces.images(progress=True))
+        pred = require_finite(estimator.predict(faces.images(progress=True)), str(model_path))
     result = {
         "model": str(model_path),
         "data": faces.source,
@@ -48,9 +47,9 @@ def evaluate(model_path: str | Path, data: str | Path | FaceSet, json_path: str 
         "mae": mae(pred, faces.poses),
     }
     if json_path:
-        from fsanet.files import write_text
+        from fsanet.files import json_text, write_text
 
-        write_text(json_path, json.dumps(result, indent=2) + "\n")
+        write_text(json_path, json_text(result))
     return result
 
 

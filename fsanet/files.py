@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +38,20 @@ def atomic_write(path: str | Path, write) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def finite_or_none(obj):
+    """`obj` with every NaN or infinite float replaced by None: JSON has no NaN (Python's
+    `json` would write the invalid token `NaN`); a reader sees `null` instead."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def json_text(obj, **kwargs) -> str:
+    """Strict JSON (non-finite numbers as null), indented, with a final newline."""
+    return json.dumps(finite_or_none(obj), indent=2, allow_nan=False, **kwargs) + "\n"

@@ -10,7 +10,6 @@ other synthetic heads (seeds never used in training). Real data comes in with `-
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,7 +139,7 @@ def verdict_table(summary: dict, result: dict) -> str:
 
 
 def _write_summary(out: Path, summary: dict, result: dict) -> None:
-    from fsanet.files import write_text
+    from fsanet.files import json_text, write_text
 
     table = verdict_table(summary, result)
     summary["table"] = table
@@ -164,4 +163,4 @@ def _write_summary(out: Path, summary: dict, result: dict) -> None:
         "",
     ]
     write_text(out / "summary.md", "\n".join(md))
-    write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(out / "summary.json", json_text(summary, default=str))

@@ -47,12 +47,15 @@ def faces_in(path: Path) -> tuple[list[np.ndarray], str]:
 
 
 def predict_paths(runtime, paths: list[str]) -> list[dict]:
+    """One row per face found; an image without a face gets one row with `angles` None."""
+    from fsanet.runtimes.estimator import require_finite
+
     rows = []
     for f in image_files(paths):
         crops, how = faces_in(f)
         if not crops:
-            rows.append({"image": str(f), "face": None, "crop": "no face found", "angles": [np.nan] * 3})
+            rows.append({"image": str(f), "face": None, "crop": "no face found", "angles": None})
             continue
-        for k, angles in enumerate(runtime.predict(np.stack(crops))):
+        for k, angles in enumerate(require_finite(runtime.predict(np.stack(crops)), runtime.path.name)):
             rows.append({"image": str(f), "face": k, "crop": how, "angles": [float(a) for a in angles]})
     return rows

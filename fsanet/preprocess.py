@@ -13,6 +13,7 @@ from fsanet.errors import DataError
 
 INPUT_SIZE = 64
 MARGIN = 0.6
+PIXEL_MAX = 255.0
 
 
 def landmark_box(landmarks) -> tuple[float, float, float, float]:
@@ -21,13 +22,18 @@ def landmark_box(landmarks) -> tuple[float, float, float, float]:
     Like the authors' script, points with a non-positive coordinate (AFLW2000 marks missing
     landmarks so) are dropped: along the axis that keeps fewer points.
     """
-    pts = np.asarray(landmarks, dtype=np.float64)
+    try:
+        pts = np.asarray(landmarks, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("landmarks must be numbers, (2, N) or (N, 2)") from None
     if pts.ndim != 2 or 2 not in pts.shape:
-        raise ValueError(f"landmarks must be (2, N) or (N, 2), got shape {pts.shape}")
+        raise DataError(f"landmarks must be (2, N) or (N, 2), got shape {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise DataError("landmarks contain NaN or infinite coordinates")
     xs, ys = (pts if pts.shape[0] == 2 else pts.T)[:2]
     keep = xs > 0 if (xs > 0).sum() <= (ys > 0).sum() else ys > 0
     if not keep.any():
-        raise ValueError("no landmark has positive coordinates")
+        raise DataError("no landmark has positive coordinates")
     xs, ys = xs[keep], ys[keep]
     return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
@@ -52,7 +58,7 @@ def crop_box(image: np.ndarray, box, size: int = INPUT_SIZE) -> np.ndarray:
     x0, y0, x1, y1 = box
     patch = image[y0:y1, x0:x1]
     if patch.size == 0:
-        raise ValueError(f"empty crop {box} in an image of shape {image.shape}")
+        raise DataError(f"empty crop {box} in an image of shape {image.shape}: the face box lies outside the image")
     return cv2.resize(patch, (size, size))
 
 
@@ -73,8 +79,12 @@ def check_crops(crops: np.ndarray, source: str = "input") -> np.ndarray:
         )
     if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
         raise DataError(f"{source}: crops must be uint8 or float, got {a.dtype}")
-    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-        raise DataError(f"{source}: crops contain NaN or infinite values")
+    if np.issubdtype(a.dtype, np.floating) and a.size:
+        if not np.isfinite(a).all():
+            raise DataError(f"{source}: crops contain NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > PIXEL_MAX:  # the models take 0..255; anything else gives nonsense angles
+            raise DataError(f"{source}: crop values must be in 0..255 (BGR pixels), found {lo:g}..{hi:g}")
     return a
 
 

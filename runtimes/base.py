@@ -7,13 +7,18 @@ BGR crops into the model's input format) lives here. Polygraphy's runners are th
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from fsanet.errors import DataError
+from fsanet.errors import DataError, FsanetError, ModelError
+
+# Faces per backend call: a caller's batch of 10,000 crops runs in pieces of this size, so the
+# backend's activation memory stays bounded (the fusion takes about 1.6 MB per face).
+MAX_CALL_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class InputFormat:
             elif key in ("bgr", "rgb"):
                 fmt = replace(fmt, colour=key.upper())
             elif key in ("mean", "std") and value:
-                fmt = replace(fmt, **{key: float(value)})
+                fmt = replace(fmt, **{key: _number(spec, key, value)})
             elif key == "raw":
                 fmt = replace(fmt, mean=0.0, std=1.0)
             else:
@@ -70,6 +75,17 @@ class InputFormat:
         return f"{self.layout} {self.colour} {scale}"
 
 
+def _number(spec: str, key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or (key == "std" and value == 0):
+        need = "a finite non-zero number" if key == "std" else "a finite number"
+        raise DataError(f"input format {spec!r}: {key}={text} must be {need}, e.g. mean=127.5,std=128")
+    return value
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -84,6 +100,7 @@ class Runtime(ABC):
 
     def __init__(self, path: str | Path, input_format: InputFormat | None = None, manifest: dict | None = None):
         self.path = Path(path)
+        self.closed = True  # until loaded
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such model file")
         self.manifest = manifest
@@ -96,6 +113,8 @@ class Runtime(ABC):
             input_format = InputFormat.from_manifest(manifest)
         self.input_format = input_format
         self._load()
+        self.closed = False
+        self._check_io()
 
     # -- what a backend implements ------------------------------------------------------------
     @abstractmethod
@@ -113,7 +132,7 @@ class Runtime(ABC):
     def outputs(self) -> list[TensorSpec]: ...
 
     def close(self) -> None:
-        """Release the backend's resources (a backend extends this)."""
+        """Release the backend's resources (a backend extends this and calls it)."""
         self.closed = True
 
     def flops(self) -> int | None:
@@ -121,6 +140,47 @@ class Runtime(ABC):
         return None
 
     # -- shared behaviour ---------------------------------------------------------------------
+    def _check_io(self) -> None:
+        """A model whose declared input or output cannot be FSA-Net's, given its input format,
+        is refused at load time, saying what was found (dimensions not fixed are not judged)."""
+        want = self.expected_shape(1)
+        found = tuple(self.inputs[0].shape)
+        fixed = [(w, f) for w, f in zip(want[1:], found[1:], strict=False) if isinstance(f, int) and f > 0]
+        if len(found) != 4 or any(w != f for w, f in fixed):
+            raise ModelError(
+                f"{self.path.name}: input {self.inputs[0].name!r} has shape {found}; the format "
+                f"{self.input_format.describe()} needs {('N', *want[1:])}; give the model's real format "
+                "(MODEL@nhwc or MODEL@nchw) or use an FSA-Net model"
+            )
+        out = tuple(self.outputs[0].shape) if self.outputs else ()
+        last = out[-1] if out else None
+        if len(out) != 2 or (isinstance(last, int) and last > 0 and last != 3):
+            raise ModelError(
+                f"{self.path.name}: output {self.outputs[0].name if self.outputs else '?'!r} has shape {out}; "
+                "expected (N, 3) angles (yaw, pitch, roll); is this a head-pose model?"
+            )
+
+    def _check_open(self) -> None:
+        if getattr(self, "closed", True):
+            raise DataError(f"{self.path.name}: this runtime is closed; open the model again with fsanet.runtimes.open")
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        """One backend call, its failures as ModelError, its output checked to be (N, 3)."""
+        try:
+            y = self._run(x)
+        except FsanetError:
+            raise
+        except Exception as e:  # each backend raises its own types (ORT's Fail, RuntimeError, ...)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelError(f"{self.path.name}: {self.backend} failed to run it ({first})") from e
+        y = np.asarray(y)
+        if y.shape != (len(x), 3):
+            raise ModelError(
+                f"{self.path.name}: output has shape {y.shape} for {len(x)} faces; expected ({len(x)}, 3) "
+                "angles (yaw, pitch, roll); is this a head-pose model?"
+            )
+        return y
+
     @property
     def precision(self) -> str:
         return (self.manifest or {}).get("precision", "unknown")
@@ -146,10 +206,13 @@ class Runtime(ABC):
             )
         if not np.isfinite(x).all():
             raise DataError(f"{self.path.name}: input contains NaN or infinite values")
-        step = self.fixed_batch
-        if step and len(x) != step:  # a fixed-batch model runs a larger batch in pieces
-            return np.concatenate([self._run(x[i : i + step]) for i in range(0, len(x), step)])
-        return self._run(x)
+        self._check_open()
+        if len(x) == 0:
+            return np.zeros((0, 3), np.float32)
+        step = self.fixed_batch or MAX_CALL_BATCH  # a fixed-batch model runs a larger batch in pieces
+        if len(x) <= step and (not self.fixed_batch or len(x) == step):
+            return self._call(x)
+        return np.concatenate([self._call(x[i : i + step]) for i in range(0, len(x), step)])
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """(N, 64, 64, 3) BGR crops -> (N, 3) angles in degrees."""

@@ -5,12 +5,28 @@ from __future__ import annotations
 import numpy as np
 from fsanet.runtimes.base import Runtime
 
+from fsanet.errors import DataError, ModelError
 from fsanet.preprocess import MARGIN, crop_box, expand_box, official_crop
+
+
+def require_finite(angles: np.ndarray, model: str) -> np.ndarray:
+    """`angles`, or a ModelError when the model produced NaN or infinite angles for any face
+    (for commands that report angles; a benchmark records the count and its budget fails)."""
+    bad = int((~np.isfinite(np.asarray(angles, dtype=np.float64))).any(axis=1).sum()) if len(angles) else 0
+    if bad:
+        raise ModelError(f"{model}: the model produced non-finite angles on {bad} of {len(angles)} faces")
+    return angles
 
 
 class PoseEstimator:
     def __init__(self, runtime: Runtime, batch: int = 64):
-        self.runtime, self.batch = runtime, batch
+        if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+            raise DataError(f"PoseEstimator: batch must be a positive integer, got {batch!r}")
+        if not isinstance(runtime, Runtime):
+            raise DataError(
+                f"PoseEstimator: needs a runtime from fsanet.runtimes.open(path), got {type(runtime).__name__}"
+            )
+        self.runtime, self.batch = runtime, int(batch)
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """(N, 64, 64, 3) BGR official crops -> (N, 3) yaw, pitch, roll in degrees."""

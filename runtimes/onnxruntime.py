@@ -92,6 +92,7 @@ class OnnxRuntime(Runtime):
 
     def close(self) -> None:
         self.session = None
+        super().close()
 
     def flops(self) -> int | None:
         from fsanet.benchmarks.flops import onnx_flops

@@ -116,3 +116,94 @@ def reference_models(shared_data) -> dict[str, str]:
         "foxtracker": f"{r / 'foxtracker_fsanet_capsule_official_weights.onnx'}@nhwc,bgr,raw",
         "omasaht-1x1": f"{r / 'fsanet-1x1-iter-688590.onnx'}@nchw,bgr,mean=127.5,std=128",
     }
+
+
+def write_tiny_onnx(path: Path, kind: str = "mean", shape=("N", 3, 64, 64)) -> Path:
+    """A few-node ONNX model with no fsanet manifest (a foreign file: give it as PATH@nchw,bgr,raw).
+
+    kind "mean": the channel means of the input as its three 'angles' (finite, depends on the
+    input); "nan": the same times 0 divided by 0 (every angle NaN); "five": five outputs per face.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]), helper.make_node("Flatten", ["g"], ["f"], axis=1)]
+    inits, out, out_shape = [], "f", ["N", 3]
+    if kind == "nan":
+        inits = [numpy_helper.from_array(np.zeros(1, np.float32), "zero")]
+        nodes += [helper.make_node("Mul", ["f", "zero"], ["m"]), helper.make_node("Div", ["m", "zero"], ["y"])]
+        out = "y"
+    elif kind == "five":
+        inits = [numpy_helper.from_array(np.ones((3, 5), np.float32), "w")]
+        nodes += [helper.make_node("MatMul", ["f", "w"], ["y"])]
+        out, out_shape = "y", ["N", 5]
+    graph = helper.make_graph(
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    """Foreign ONNX models as `fsanet` takes them on the command line (see write_tiny_onnx)."""
+    d = tmp_path_factory.mktemp("tiny-models")
+    spec = "@nchw,bgr,raw"
+    return {
+        "mean": f"{write_tiny_onnx(d / 'mean.onnx')}{spec}",
+        "nan": f"{write_tiny_onnx(d / 'nan.onnx', 'nan')}{spec}",
+        "five": f"{write_tiny_onnx(d / 'five.onnx', 'five')}{spec}",
+        "nhwc128": f"{write_tiny_onnx(d / 'nhwc128.onnx', shape=('N', 128, 128, 3))}{spec}",
+    }
+
+
+def write_noise_faces(folder: Path, count: int = 4, seed: int = 0) -> Path:
+    """`count` 120x120 noise photos, each with 68 `.pts` landmarks inside it: a face folder in
+    the 300-W layout for tests that need no real faces (no detector involved)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"face{i}.jpg"), rng.integers(0, 256, (120, 120, 3), dtype=np.uint8))
+        pts = rng.uniform(30, 90, (68, 2))
+        (folder / f"face{i}.pts").write_text("\n".join(f"{x:.1f} {y:.1f}" for x, y in pts) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def noise_faces(tmp_path_factory) -> Path:
+    return write_noise_faces(tmp_path_factory.mktemp("noise-faces"))
+
+
+def write_labelled_npz(path: Path, count: int = 6, seed: int = 0, images=None, poses=None) -> Path:
+    """An official-layout `.npz` ('image' (N, 64, 64, 3) BGR uint8, 'pose' (N, 3) degrees)."""
+    rng = np.random.default_rng(seed)
+    if images is None:
+        images = rng.integers(0, 256, (count, 64, 64, 3), dtype=np.uint8)
+    if poses is None:
+        poses = rng.uniform(-60, 60, (len(images), 3)).astype(np.float32)
+    np.savez(path, image=images, pose=poses)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_npz():
+    """write_labelled_npz, for tests (test modules do not import conftest)."""
+    return write_labelled_npz
+
+
+@pytest.fixture(scope="session")
+def make_onnx():
+    return write_tiny_onnx
+
+
+@pytest.fixture(scope="session")
+def make_faces():
+    return write_noise_faces

@@ -52,10 +52,9 @@ def save_state(path: Path, **parts) -> Path:
 def load_state(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: no resume state here; start without --resume, or point -o at the interrupted run")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise WeightsError(f"{path}: unreadable resume state ({type(e).__name__}: {e})") from e
+    from fsanet.checkpoint import read_torch_file
+
+    payload = read_torch_file(path)  # weights_only; refuses stored code without advising otherwise
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
         raise WeightsError(f"{path}: not an fsanet training state (format {FORMAT} v{VERSION})")
     return payload

@@ -58,7 +58,20 @@ def read_image(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"{path}: cannot read the image (missing, empty or not an image file)")
+    if truncated(path):
+        raise DataError(f"{path}: the image file is truncated (its end is missing); copy it again")
     return image
+
+
+def truncated(path: Path) -> bool:
+    """A JPEG without its end-of-image marker after the last scan, or a PNG without its IEND
+    chunk. OpenCV decodes both, filling the missing part with grey and only printing a warning."""
+    data = Path(path).read_bytes()
+    if data[:2] == b"\xff\xd8":  # JPEG: 0xFFD9 cannot occur inside entropy-coded data (0xFF is stuffed)
+        return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in data[-32:]
+    return False
 
 
 def find_image(stem_path: Path) -> Path:
@@ -70,10 +83,12 @@ def find_image(stem_path: Path) -> Path:
 
 
 def protocol_filter(poses: np.ndarray, limit: float = PROTOCOL_RANGE) -> tuple[np.ndarray, dict]:
-    """Mask of faces with every |angle| <= limit, and the count dropped, as the paper does."""
-    keep = np.all(np.abs(poses) <= limit, axis=1)
-    dropped = int((~keep).sum())
-    return keep, ({f"|angle| > {limit:g} degrees": dropped} if dropped else {})
+    """Mask of faces with every |angle| <= limit, and the count dropped, as the paper does;
+    labels that are not finite numbers are dropped and counted apart."""
+    finite = np.all(np.isfinite(poses), axis=1)
+    keep = finite & np.all(np.abs(np.where(finite[:, None], poses, 0)) <= limit, axis=1)
+    dropped = {"non-finite label": int((~finite).sum()), f"|angle| > {limit:g} degrees": int((finite & ~keep).sum())}
+    return keep, {why: n for why, n in dropped.items() if n}
 
 
 def require_files(root: Path, pattern: str, what: str) -> list[Path]:

@@ -16,12 +16,14 @@ def read_pts(path: Path) -> np.ndarray:
     points = []
     for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
-        if not line or line[0].isalpha() or line in "{}":
+        if not line or line in "{}" or line.split()[0].endswith(":"):  # iBUG header: 'version: 1'
             continue
         try:
             x, y = (float(v) for v in line.split()[:2])
         except ValueError:
             raise DataError(f"{path}: cannot parse landmark line {line!r}; expected 'x y'") from None
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise DataError(f"{path}: landmark line {line!r} is not a finite point; expected 'x y' pixel coordinates")
         points.append((x, y))
     if len(points) < 2:
         raise DataError(f"{path}: {len(points)} landmarks found, need at least 2")
