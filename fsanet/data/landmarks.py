@@ -36,8 +36,9 @@ def pts_folder(root: str | Path) -> FaceSet:
     images = [find_image(p) for p in pts]
 
     def load(i: int) -> np.ndarray:
+        image, points = read_image(images[i]), read_pts(pts[i])  # their errors name their files
         try:
-            return official_crop(read_image(images[i]), read_pts(pts[i]))
+            return official_crop(image, points)
         except ValueError as e:
             raise DataError(f"{images[i]}: {e}") from e
 

@@ -42,8 +42,9 @@ def mat_folder(root: str | Path, protocol_filter_on: bool = True) -> FaceSet:
 
     def load(i: int) -> np.ndarray:
         j = idx[i]
+        image = read_image(images[j])  # its errors name the file
         try:
-            return official_crop(read_image(images[j]), labels[j][1])
+            return official_crop(image, labels[j][1])
         except ValueError as e:
             raise DataError(f"{images[j]}: {e}") from e
 
