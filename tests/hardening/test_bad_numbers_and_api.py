@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fsanet.benchmarks.accuracy import drift, mae
+from fsanet.runtimes.estimator import PoseEstimator
 
 from fsanet import runtimes
-from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.cli import main
 from fsanet.data import open_faces
 from fsanet.errors import DataError, FsanetError, ModelError
 from fsanet.preprocess import check_crops, landmark_box
-from fsanet.runtimes.estimator import PoseEstimator
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import scipy.io
-
 from fsanet.calib import build
+
 from fsanet.cli import main
 from fsanet.data import open_faces
 from fsanet.data.base import read_image

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fsanet.runtimes import InputFormat
 
 from fsanet.cli import main
 from fsanet.errors import DataError
-from fsanet.runtimes import InputFormat
 
 
 def usage_error(capsys, *argv) -> str:
