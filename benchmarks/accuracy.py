@@ -15,7 +15,10 @@ ANGLES = ("yaw", "pitch", "roll")
 
 
 def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
-    p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    try:
+        p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("angles must be numbers, (N, 3) yaw, pitch, roll") from None
     if p.shape != t.shape or p.ndim != 2 or p.shape[1] != 3:
         raise DataError(f"angles must both be (N, 3) yaw, pitch, roll; got {p.shape} and {t.shape}")
     if len(p) == 0:

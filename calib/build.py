@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,18 +66,18 @@ def crops_sha256(crops: np.ndarray) -> str:
 
 def load(path: str | Path) -> CalibrationSet:
     path = Path(path)
-    try:
+    try:  # a damaged archive fails in np.load or only when a member is read; a manifest may not be JSON
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as a calibration .npz ({e})") from e
-    for key in ("crops", "manifest"):
-        if key not in data.files:
-            raise DataError(f"{path}: field '{key}' is missing; build it with `fsanet calib build`")
-    try:
+        for key in ("crops", "manifest"):
+            if key not in getattr(data, "files", ()):
+                raise DataError(f"{path}: field '{key}' is missing; build it with `fsanet calib build`")
         manifest = json.loads(str(data["manifest"]))
         crops = data["crops"]
-    except (ValueError, OSError) as e:  # a damaged member of the archive, or a manifest not JSON
-        raise DataError(f"{path}: damaged calibration set ({e}); rebuild it with `fsanet calib build`") from e
+        poses = data["poses"] if "poses" in data.files else None
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a readable calibration set ({type(e).__name__}: {e}); rebuild it") from e
     if (
         not isinstance(manifest, dict)
         or manifest.get("format") != FORMAT
@@ -86,7 +87,6 @@ def load(path: str | Path) -> CalibrationSet:
         raise DataError(f"{path}: not an fsanet calibration set (crops {crops.shape})")
     if crops_sha256(crops) != manifest.get("sha256"):
         raise DataError(f"{path}: the crops do not match the sha256 in its manifest; rebuild it")
-    poses = data["poses"] if "poses" in data.files else None
     return CalibrationSet(crops, manifest, poses)
 
 

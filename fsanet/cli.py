@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="angles of the faces in images")
     s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")
     s.add_argument("images", nargs="+", help="images or folders (faces from .pts landmarks, 64x64 crops or a detector)")
-    s.add_argument("--threads", type=integer(1))
+    s.add_argument("--threads", type=integer(1, 1024))
     s.add_argument("--json", action="store_true", help="one JSON object per face")
     s.set_defaults(run=_predict)
 
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--montage", type=integer(1), metavar="COLUMNS", help="all images as one picture -o FILE, COLUMNS wide"
     )
     s.add_argument("--landmarks", action="store_true", help="also draw the .pts landmarks found beside an image")
-    s.add_argument("--threads", type=integer(1))
+    s.add_argument("--threads", type=integer(1, 1024))
     s.set_defaults(run=_demo)
 
     s = sub.add_parser("bench", help="latency, accuracy and drift of artifacts side by side, with a budget")
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--batch", type=integer_list(1), default=(1, 32), help="batch sizes, first one for the headline numbers"
     )
-    s.add_argument("--threads", type=integer(1), default=1)
+    s.add_argument("--threads", type=integer(1, 1024), default=1)
     s.add_argument("--runs", type=integer(1), default=300)
     s.add_argument("--warmup", type=integer(0), default=30)
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faces", help="real faces to run on (folder with .pts)")
     s.add_argument("--data", help="or a labelled set (AFLW2000 folder, .npz, ...)")
     s.add_argument("--batch", type=integer(1), default=1)
-    s.add_argument("--threads", type=integer(1), default=1)
+    s.add_argument("--threads", type=integer(1, 1024), default=1)
     s.add_argument("--runs", type=integer(1), default=200)
     s.add_argument("--warmup", type=integer(0), default=30)
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
     s.add_argument("--budget", default="default", help="TOML budget (default: the shipped one)")
     s.add_argument("--runs", type=integer(1), default=200, help="timed runs per artifact and batch size")
-    s.add_argument("--threads", type=integer(1), default=1)
+    s.add_argument("--threads", type=integer(1, 1024), default=1)
     s.add_argument("--no-tensorrt", action="store_true", help="do not build TensorRT engines even where it exists")
     s.add_argument("-o", "--output", default="out/pipeline", help="report folder")
     s.set_defaults(run=_pipeline)

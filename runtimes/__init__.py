@@ -32,8 +32,8 @@ def open(path: str | Path, input_format: InputFormat | None = None, threads: int
     """
     path, spec = split_spec(str(path))
     input_format = input_format or spec
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise DataError(f"threads must be a positive integer or None (the backend's default), got {threads!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
+        raise DataError(f"threads must be an integer from 1 to 1024, or None (the backend's default), got {threads!r}")
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such model file")

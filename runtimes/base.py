@@ -39,6 +39,8 @@ class InputFormat:
     @classmethod
     def parse(cls, spec: str) -> InputFormat:
         """'nhwc,bgr,mean=127.5,std=128' (any order; omitted fields keep their defaults)."""
+        if not isinstance(spec, str):
+            raise DataError(f"input format must be a string like 'nhwc,bgr,raw', got {type(spec).__name__}")
         fmt = cls()
         for part in filter(None, (p.strip() for p in spec.split(","))):
             key, _, value = part.partition("=")

@@ -19,14 +19,17 @@ def require_finite(angles: np.ndarray, model: str) -> np.ndarray:
 
 
 class PoseEstimator:
-    def __init__(self, runtime: Runtime, batch: int = 64):
+    """Angles of faces with one runtime. Non-finite angles (a broken model) raise ModelError;
+    `check_finite=False` returns them as they are (a benchmark counts them for its budget)."""
+
+    def __init__(self, runtime: Runtime, batch: int = 64, check_finite: bool = True):
         if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
             raise DataError(f"PoseEstimator: batch must be a positive integer, got {batch!r}")
         if not isinstance(runtime, Runtime):
             raise DataError(
                 f"PoseEstimator: needs a runtime from fsanet.runtimes.open(path), got {type(runtime).__name__}"
             )
-        self.runtime, self.batch = runtime, int(batch)
+        self.runtime, self.batch, self.check_finite = runtime, int(batch), check_finite
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """(N, 64, 64, 3) BGR official crops -> (N, 3) yaw, pitch, roll in degrees."""
@@ -34,7 +37,8 @@ class PoseEstimator:
         if crops.ndim == 3:
             crops = crops[None]
         out = [self.runtime.predict(crops[i : i + self.batch]) for i in range(0, len(crops), self.batch)]
-        return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+        angles = np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+        return require_finite(angles, self.runtime.path.name) if self.check_finite else angles
 
     def predict_image(self, image: np.ndarray, boxes=(), landmarks=(), margin: float = MARGIN) -> np.ndarray:
         """Angles of the faces in a BGR image, given detector boxes (x0, y0, x1, y1) grown by

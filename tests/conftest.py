@@ -20,6 +20,22 @@ FUSION_H5 = [
 ]
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Mark each test `integration` (needs ../shared/data, or slow) or `unit` (neither).
+
+    A test is `integration` when its fixture closure holds `shared_data` (directly or through
+    official, fusion_h5, real_faces, fusion_onnx, ...) or when it carries an explicit
+    `@pytest.mark.integration` (slow ones, and those that ask for data by getfixturevalue).
+    `pytest -m unit` (`make test-unit`) runs the rest: quick, no shared data.
+    """
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) or item.get_closest_marker("integration"):
+            if not item.get_closest_marker("integration"):
+                item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = Path(os.environ.get("FSANET_SHARED_DATA", DEFAULT))

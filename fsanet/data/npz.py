@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,18 @@ from fsanet.errors import DataError
 
 def npz_file(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
     path = Path(path)
-    try:
+    try:  # a damaged archive fails in np.load or only when a member is read
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as .npz ({e})") from e
-    for key in ("image", "pose"):
-        if key not in data.files:
-            raise DataError(f"{path}: field {key!r} is missing (has {data.files}); expected 'image' and 'pose'")
-    images, poses = data["image"], np.asarray(data["pose"], dtype=np.float32)
+        if not hasattr(data, "files"):
+            raise DataError(f"{path}: a single .npy array, not an .npz with 'image' and 'pose'")
+        for key in ("image", "pose"):
+            if key not in data.files:
+                raise DataError(f"{path}: field {key!r} is missing (has {data.files}); expected 'image' and 'pose'")
+        images, poses = data["image"], np.asarray(data["pose"], dtype=np.float32)
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
     if images.ndim != 4 or images.shape[1:] != (64, 64, 3):
         raise DataError(f"{path}: field 'image' has shape {images.shape}, expected (N, 64, 64, 3)")
     if poses.shape != (len(images), 3):

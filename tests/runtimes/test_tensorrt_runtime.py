@@ -78,6 +78,7 @@ def engine(request, tmp_path_factory):
     return out
 
 
+@pytest.mark.integration  # the engine fixture asks for fusion_onnx (shared data) by getfixturevalue
 def test_fp32_engine_gives_onnx_runtime_angles_for_any_batch(engine, request):
     fusion_onnx, real_faces = request.getfixturevalue("fusion_onnx"), request.getfixturevalue("real_faces")
     with runtimes.open(engine) as rt, runtimes.open(fusion_onnx) as ref:
@@ -86,6 +87,7 @@ def test_fp32_engine_gives_onnx_runtime_angles_for_any_batch(engine, request):
             np.testing.assert_allclose(rt.predict(real_faces[:n]), ref.predict(real_faces[:n]), atol=0.01)
 
 
+@pytest.mark.integration  # the engine fixture asks for fusion_onnx (shared data) by getfixturevalue
 def test_a_changed_engine_or_another_tensorrt_version_is_refused(engine, tmp_path):
     bad = tmp_path / engine.name
     shutil.copy(engine, bad)
