@@ -206,7 +206,6 @@ def _train(args) -> int:
     check_output_dir(args.output, [args.data, *(args.val or ()), args.init, args.calib])
     check_inputs_exist([args.init], "checkpoint")
     from fsanet.train import TrainConfig, train
-    from fsanet.train.qat import QAT_LR
 
     cfg = TrainConfig(
         data=args.data,
@@ -216,7 +215,7 @@ def _train(args) -> int:
         variant=args.variant,
         init=args.init,
         epochs=args.epochs,
-        lr=args.lr if args.lr is not None else (QAT_LR if args.qat else 1e-3),
+        lr=args.lr,  # None: TrainConfig's rule (the paper's rate, or the QAT rate with --qat)
         milestones=args.milestones,
         batch=args.batch,
         seed=args.seed,

@@ -35,10 +35,6 @@ FLOAT_TYPES = (
     "avg_pool2d",
 )  # fmt: skip
 CALIB_BATCH = 16
-# Adam's first steps move every weight by about the learning rate: at the paper's 1e-3 the
-# quantized authors' model drifted 0.66 degrees from the float one after 63 steps (0.23 before),
-# at 1e-5 it came to 0.21 (README, QAT section)
-QAT_LR = 1e-5
 
 
 def quantize_for_training(model: torch.nn.Module, calib) -> torch.nn.Module:
