@@ -168,19 +168,16 @@ def markdown(result: dict, top: int = 20) -> str:
 
 
 def plot(result: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend stays as it is
 
     rows = result["op_types"][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    fig = Figure(figsize=(7, 0.3 * len(rows) + 1.2))
+    ax = fig.subplots()
     ax.barh([r["op_type"] for r in rows], [r["us_per_run"] for r in rows])
     ax.set_xlabel(f"us per run (batch {result['batch']}, ONNX Runtime profiler)")
     ax.set_title(f"{Path(result['model']).name}: kernel time per operator type", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
     return path
 
 

@@ -119,14 +119,13 @@ def write_markdown(result: dict, violations, path: Path) -> None:
 
 
 def plot(result: dict, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure without pyplot: no GUI backend is chosen, so the caller's matplotlib state is untouched
+    from matplotlib.figure import Figure
 
     names = list(result["artifacts"])
     paths = []
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    fig = Figure(figsize=(max(6, 1.6 * len(names)), 4))
+    ax = fig.subplots()
     samples = [result["artifacts"][n]["latency_samples_ms"] for n in names]
     ax.boxplot(samples, showfliers=False)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right", fontsize=8)
@@ -135,9 +134,9 @@ def plot(result: dict, out: Path) -> list[Path]:
     fig.tight_layout()
     paths.append(out / "latency.png")
     fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    fig = Figure(figsize=(max(6, 1.6 * len(names)), 4))
+    ax = fig.subplots()
     width = 0.8 / 4
     for k, key in enumerate(("yaw", "pitch", "roll")):
         vals = [(result["artifacts"][n].get("mae") or {}).get(key, 0) for n in names]
@@ -151,7 +150,6 @@ def plot(result: dict, out: Path) -> list[Path]:
     fig.tight_layout()
     paths.append(out / "errors.png")
     fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
     return paths
 
 
@@ -161,7 +159,8 @@ def write_reports(result: dict, violations, out_dir: str | Path) -> dict[str, Pa
     full = dict(
         result,
         violations=[
-            {"artifact": v.artifact, "metric": v.metric, "limit": v.limit, "measured": v.measured} for v in violations
+            {"artifact": v.artifact, "metric": v.metric, "limit": v.limit, "measured": v.measured, "detail": v.detail}
+            for v in violations
         ],
     )
     write_text(out / "report.json", json_text(full))

@@ -5,7 +5,6 @@ verified against PyTorch before it is written."""
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,11 +23,12 @@ def export_graph(model, path: Path, custom_translation_table: dict | None = None
     (QAT's fake quantizers) come with their ONNX translation in `custom_translation_table`."""
     import torch
 
+    from fsanet.scoped import logger_level
+
     # a batch-2 example keeps the batch dimension symbolic (a batch of 1 would be specialised)
     example = torch.rand(2, 3, 64, 64) * 255
     batch = torch.export.Dim("batch", min=1, max=65536)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with logger_level("torch.onnx"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model,
@@ -49,7 +49,10 @@ def _simplify_and_check(path: Path):
     import onnx
     import onnxslim
 
-    model = onnxslim.slim(onnx.load(str(path)))
+    from fsanet.scoped import logger_level
+
+    with logger_level("onnxslim"):  # onnxslim sets its logger's level itself: put it back after
+        model = onnxslim.slim(onnx.load(str(path)))
     bad = sorted({n.op_type for n in model.graph.node} & FORBIDDEN_OPS)
     if bad:
         raise ExportError("onnx", f"the graph has control-flow or sequence ops {bad}; it must be flat")

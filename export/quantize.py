@@ -33,22 +33,22 @@ WEIGHT_ONLY_MIN_VALUES = 4096
 
 
 def _nncf_quantize(model, calib, keep_float: tuple[str, ...]):
-    import logging
-
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
-    nncf.set_log_level(logging.ERROR)  # NNCF lists every ignored node otherwise
+    from fsanet.scoped import logger_level
+
     dataset = nncf.Dataset(list(calib.batches(batch_size=1)), lambda x: {"input": x})
     advanced = AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
-    return nncf.quantize(
-        model,
-        dataset,
-        subset_size=len(calib),
-        target_device=nncf.TargetDevice.CPU,
-        ignored_scope=nncf.IgnoredScope(types=sorted(set(keep_float) | set(ALWAYS_FLOAT)), validate=False),
-        advanced_parameters=advanced,
-    )
+    with logger_level("nncf"):  # NNCF lists every ignored node otherwise
+        return nncf.quantize(
+            model,
+            dataset,
+            subset_size=len(calib),
+            target_device=nncf.TargetDevice.CPU,
+            ignored_scope=nncf.IgnoredScope(types=sorted(set(keep_float) | set(ALWAYS_FLOAT)), validate=False),
+            advanced_parameters=advanced,
+        )
 
 
 def compress_matmul_weights(model, min_values: int = WEIGHT_ONLY_MIN_VALUES) -> int:

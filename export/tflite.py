@@ -4,7 +4,6 @@ PyTorch model (batch 1, as LiteRT exports it); the runtime runs larger batches f
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,8 +21,9 @@ def _convert(model, path: Path) -> None:
         import litert_torch
     except ImportError as e:
         raise BackendUnavailable("litert-torch", "tflite-export") from e
-    logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    from fsanet.scoped import logger_level
+
+    with logger_level("litert_torch"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         litert_torch.convert(model, (torch.rand(1, 3, 64, 64) * 255,)).export(str(path))
 

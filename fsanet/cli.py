@@ -517,7 +517,10 @@ def missing_extra(command: str, module: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # a usage error exits 2 here, with argparse's one line
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a usage error (2, argparse's one line), or --help/--version (0)
+        return e.code if isinstance(e.code, int) else 2
     debug = getattr(args, "debug", False)
     with _sigterm_as_interrupt():
         try:

@@ -6,6 +6,7 @@ import numpy as np
 from fsanet.runtimes.base import Runtime, TensorSpec
 
 from fsanet.errors import BackendUnavailable, DataError
+from fsanet.scoped import torch_threads
 
 
 class TorchRuntime(Runtime):
@@ -25,8 +26,6 @@ class TorchRuntime(Runtime):
         from fsanet import checkpoint
 
         self._torch = torch
-        if self.threads:
-            torch.set_num_threads(self.threads)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise DataError(
                 f"{self.path.name}: device '{self.device}': PyTorch {torch.__version__} sees no CUDA GPU; "
@@ -45,13 +44,14 @@ class TorchRuntime(Runtime):
     def flops(self) -> int | None:
         from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as counter, self._torch.inference_mode():
+        with FlopCounterMode(display=False) as counter, self._torch.inference_mode(), torch_threads(self.threads):
             self.model(self._torch.zeros(1, 3, 64, 64, device=self.device))
         return int(counter.get_total_flops())
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
-        with torch.inference_mode():
+        # the thread count for this call only: the process's own setting is left as it was
+        with torch.inference_mode(), torch_threads(self.threads):
             return self.model(torch.from_numpy(x).to(self.device)).cpu().numpy()
 
 

@@ -15,13 +15,24 @@ ANGLES = ("yaw", "pitch", "roll", "mean")
 
 
 def tensorboard_writer(log_dir: Path, purge_step: int | None = None):
-    """A SummaryWriter; TensorBoard's TensorFlow stub is forced so that writing scalars never
-    imports TensorFlow (seconds and gigabytes when it happens to be installed)."""
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    """A SummaryWriter; TensorBoard's TensorFlow stub is chosen so that writing scalars never
+    imports TensorFlow (seconds and gigabytes when it happens to be installed). TensorBoard
+    picks it once, when its lazy `compat.tf` is first resolved: the marker module that asks for
+    it is in sys.modules only for that moment."""
+    marker = "tensorboard.compat.notf"
+    added = marker not in sys.modules
+    if added:
+        sys.modules[marker] = types.ModuleType(marker)
     try:
+        from tensorboard import compat
         from torch.utils.tensorboard import SummaryWriter
+
+        compat.tf.__name__  # noqa: B018 - resolves TensorBoard's lazy TF choice while the marker is there
     except ImportError as e:
         raise BackendUnavailable("tensorboard (for torch.utils.tensorboard)", "train") from e
+    finally:
+        if added:
+            del sys.modules[marker]
     return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
@@ -64,16 +75,14 @@ def log_epoch(writer, r: dict, val_names: list[str]) -> None:
 def plot_curves(path: Path, rows: list[dict], val_names: list[str]) -> Path:
     """Training loss and validation MAE per epoch."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: the caller's matplotlib backend stays as it is
     except ImportError as e:
         raise BackendUnavailable("matplotlib (for the training curves)", "train") from e
     from fsanet.files import atomic_write
 
     epochs = [r["epoch"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    a, b = fig.subplots(1, 2)
     a.plot(epochs, [r["train_loss"] for r in rows], marker="o")
     a.set(xlabel="epoch", ylabel="L1 loss (degrees)", title="training loss")
     for v in val_names:
@@ -83,5 +92,4 @@ def plot_curves(path: Path, rows: list[dict], val_names: list[str]) -> Path:
     b.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
     return path

@@ -7,6 +7,7 @@ The run folder holds `config.json`, `data.json` (sets and drop counts; the proto
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -29,9 +30,15 @@ from fsanet.files import sha256
 def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> dict:
     """Run (or resume) a training; under torchrun every process calls this. Returns a summary:
     run folder, best epoch and its MAE, checkpoint paths, and the per-epoch history."""
+    from fsanet.scoped import tf32
+
     ctx = distributed.setup(cfg.device)
+    # --no-amp means float32 on CUDA: PyTorch's default lets cuDNN convolutions use TF32 (10-bit
+    # mantissa); switched off for this run only, the caller's setting comes back afterwards
+    float32 = ctx.device.type == "cuda" and not cfg.amp
     try:
-        return Run(cfg, ctx).fit(on_epoch_end)
+        with tf32(False) if float32 else contextlib.nullcontext():
+            return Run(cfg, ctx).fit(on_epoch_end)
     finally:
         distributed.teardown(ctx)
 
@@ -74,10 +81,6 @@ class Run:
         if cfg.qat:
             self._prepare_qat()
         self.amp = cfg.amp and ctx.device.type == "cuda"
-        if ctx.device.type == "cuda" and not self.amp:
-            # --no-amp means float32: PyTorch's default lets cuDNN convolutions use TF32 (10-bit mantissa)
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
         self._build_training()
         self.history: list[dict] = []
         self.start, self.best = 0, {"epoch": 0, "mae": math.inf}

@@ -17,7 +17,6 @@ quantizer classes. `fsanet export` turns it into an INT8 Q/DQ ONNX (fsanet.expor
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from fsanet import checkpoint
 from fsanet import model as M
 from fsanet.errors import DataError, WeightsError
 from fsanet.files import atomic_write
+from fsanet.scoped import logger_level
 
 FORMAT = "fsanet-qat-checkpoint"
 VERSION = 1
@@ -47,20 +47,20 @@ def quantize_for_training(model: torch.nn.Module, calib) -> torch.nn.Module:
 
     if isinstance(model, M.Fusion):
         raise DataError("QAT takes one network; fine-tune each fusion member, then `fsanet fuse` is float only")
-    nncf.set_log_level(logging.ERROR)  # NNCF lists every ignored node otherwise
     batches = [torch.from_numpy(b) for b in calib.batches(batch_size=CALIB_BATCH)]
     advanced = AdvancedQuantizationParameters(
         disable_bias_correction=True,
         activations_quantization_params=QuantizationParameters(per_channel=False),
     )
-    return nncf.quantize(
-        model.cpu().eval(),
-        nncf.Dataset(batches),
-        subset_size=len(calib),
-        target_device=nncf.TargetDevice.CPU,
-        ignored_scope=nncf.IgnoredScope(types=list(FLOAT_TYPES), validate=False),
-        advanced_parameters=advanced,
-    )
+    with logger_level("nncf"):  # NNCF lists every ignored node otherwise
+        return nncf.quantize(
+            model.cpu().eval(),
+            nncf.Dataset(batches),
+            subset_size=len(calib),
+            target_device=nncf.TargetDevice.CPU,
+            ignored_scope=nncf.IgnoredScope(types=list(FLOAT_TYPES), validate=False),
+            advanced_parameters=advanced,
+        )
 
 
 def quantizer_count(model: torch.nn.Module) -> int:
@@ -125,9 +125,9 @@ def load_qat(path: str | Path) -> tuple[torch.nn.Module, dict]:
     if payload is None:
         raise WeightsError(f"{path}: not a QAT checkpoint (missing 'format': '{FORMAT}'); make one with --qat")
     model = _float_model(payload, path)
-    nncf.set_log_level(logging.ERROR)
     try:
-        model = nncf.torch.load_from_config(model, json.loads(payload["nncf_config"]))
+        with logger_level("nncf"):
+            model = nncf.torch.load_from_config(model, json.loads(payload["nncf_config"]))
         model.load_state_dict(payload["state_dict"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, nncf.InternalError) as e:
         raise WeightsError(f"{path}: NNCF cannot rebuild the quantized model ({type(e).__name__}: {e})") from e

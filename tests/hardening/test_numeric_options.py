@@ -10,9 +10,7 @@ from fsanet.errors import DataError
 
 
 def usage_error(capsys, *argv) -> str:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    assert e.value.code == 2
+    assert main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return err
