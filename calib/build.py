@@ -136,11 +136,12 @@ def _from_faceset(faces, count: int, seed: int, bins: int):
 
 def _from_photos(root: Path, count: int, seed: int, detector: str | None):
     from fsanet.data.base import read_image
-    from fsanet.detect import detect_faces
+    from fsanet.detectors import open_detector
     from fsanet.predict import image_files
     from fsanet.preprocess import crop_box, expand_box
 
     files = image_files([str(root)])
+    find = open_detector(detector)
     rng = np.random.default_rng(seed)
     crops, dropped = [], Counter()
     for i in rng.permutation(len(files)):
@@ -151,7 +152,7 @@ def _from_photos(root: Path, count: int, seed: int, detector: str | None):
         except DataError:
             dropped["unreadable image"] += 1
             continue
-        boxes = detect_faces(image, detector)
+        boxes = find(image)
         if not boxes:
             dropped["no face detected"] += 1
             continue

@@ -81,7 +81,7 @@ def _predict(args) -> int:
     from fsanet.predict import predict_paths
 
     with runtimes.open(args.model, threads=args.threads) as rt:
-        rows = predict_paths(rt, args.images)
+        rows = predict_paths(rt, args.images, args.detector)
     for row in rows:
         if args.json:
             print(json.dumps(row, allow_nan=False))
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-n", "--count", type=integer(1), default=512)
     c.add_argument("--seed", type=integer(0), default=0)
     c.add_argument("--bins", type=integer(1), default=6, help="yaw bins for stratified sampling of labelled sets")
-    c.add_argument("--detector", help="OpenCV cascade XML for plain photos (default: the Haar frontal face)")
+    c.add_argument("--detector", help="plain photos: haar (default), haar:XML, lbp:XML or yunet:ONNX (as in demo)")
     c.add_argument("-o", "--output", required=True)
     c.set_defaults(run=_calib)
 
@@ -358,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("images", nargs="+", help="images or folders (faces from .pts landmarks, 64x64 crops or a detector)")
     s.add_argument("--threads", type=integer(1, 1024))
     s.add_argument("--json", action="store_true", help="one JSON object per face")
+    s.add_argument("--detector", default="haar", help="for photos without .pts: haar, haar:XML, lbp:XML or yunet:ONNX")
     s.set_defaults(run=_predict)
 
     s = sub.add_parser("demo", help="detect faces, draw their axes and angles on images, a video or a camera")

@@ -1,4 +1,5 @@
-"""Face detectors for the demo, loaded once and called per frame: image -> boxes, largest first.
+"""Face detectors for every command (demo, predict, calib build), loaded once and called per
+image: image -> boxes, largest first. One module, so one photo gives the same faces everywhere.
 
 `open_detector(spec)` takes:
   haar         OpenCV's frontal-face Haar cascade (ships with opencv-python-headless 4.x)
@@ -6,6 +7,7 @@
   lbp:PATH     an LBP cascade, run as the authors' demo ran it (scale 1.1, no histogram
                equalisation); their file is lbpcascade_frontalface_improved.xml
   yunet:PATH   OpenCV's YuNet CNN (cv2.FaceDetectorYN) with its ONNX model file
+  PATH.xml     the same as haar:PATH.xml
 Boxes are integer (x0, y0, x1, y1), clipped to the image. Frames larger than MAX_SIDE pixels
 are searched at that size (the search cost grows with the pixel count; a face too small to be
 found there, under about 24 * side / MAX_SIDE pixels, is too small for a useful 64x64 crop too).
@@ -17,10 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
-from fsanet.errors import DataError
+from fsanet.errors import BackendUnavailable, DataError
 
 SPECS = "haar, haar:PATH, lbp:PATH or yunet:PATH"
 MAX_SIDE = 640
+DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+def cascade_path() -> Path:
+    """OpenCV's frontal-face Haar cascade, shipped inside opencv-python-headless 4.x."""
+    import cv2
+
+    data = getattr(cv2, "data", None)
+    if data is None or not (Path(data.haarcascades) / DEFAULT_CASCADE).is_file():
+        raise BackendUnavailable(
+            "OpenCV's Haar cascades (this OpenCV build ships none; opencv-python-headless<5 does)",
+            "all",
+        )
+    return Path(data.haarcascades) / DEFAULT_CASCADE
 
 
 def _downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -100,13 +116,14 @@ class YuNetDetector:
         return _clip([(x, y, x + w, y + h) for x, y, w, h in rows], image.shape, factor)
 
 
-def open_detector(spec: str = "haar"):
-    """A callable image -> boxes from a --detector value."""
+def open_detector(spec: str | None = "haar"):
+    """A callable image -> boxes from a --detector value (None: the default, haar)."""
+    spec = spec or "haar"
+    if spec.lower().endswith(".xml") and spec.partition(":")[0].lower() not in ("haar", "lbp"):
+        spec = f"haar:{spec}"  # a bare cascade file, as `calib build --detector` always took
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "haar":
-        from fsanet.detect import cascade_path
-
         p = _existing(path, "Haar cascade") if path else cascade_path()
         return CascadeDetector(p, equalize=True, min_neighbors=5)
     if kind == "lbp" and path:

@@ -1,7 +1,8 @@
 """`fsanet predict`: angles for the faces in images.
 
 Each image's faces come from, in order: its `.pts` landmarks (the official crop), the image
-itself when it is already a 64x64 crop, or OpenCV's frontal-face detector.
+itself when it is already a 64x64 crop, or a face detector (`fsanet.detectors`, the one `fsanet
+demo` uses, so both commands find the same faces in a photo).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def image_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def faces_in(path: Path) -> tuple[list[np.ndarray], str]:
-    """The 64x64 crops of the faces in one image, and how they were found."""
+def faces_in(path: Path, detector=None) -> tuple[list[np.ndarray], str]:
+    """The 64x64 crops of the faces in one image, and how they were found; `detector` is a
+    callable from `fsanet.detectors.open_detector` (default: haar)."""
     image = read_image(path)
     pts = path.with_suffix(".pts")
     if pts.is_file():
@@ -40,19 +42,24 @@ def faces_in(path: Path) -> tuple[list[np.ndarray], str]:
         return [official_crop(image, read_pts(pts))], "landmarks"
     if image.shape[:2] == (INPUT_SIZE, INPUT_SIZE):
         return [image], "crop"
-    from fsanet.detect import detect_faces
+    if detector is None:
+        from fsanet.detectors import open_detector
 
-    boxes = detect_faces(image)
+        detector = open_detector()
+    boxes = detector(image)
     return [crop_box(image, expand_box(b, image.shape)) for b in boxes], "detector"
 
 
-def predict_paths(runtime, paths: list[str]) -> list[dict]:
-    """One row per face found; an image without a face gets one row with `angles` None."""
+def predict_paths(runtime, paths: list[str], detector: str | None = None) -> list[dict]:
+    """One row per face found; an image without a face gets one row with `angles` None.
+    `detector`: a --detector value for photos without landmarks (fsanet.detectors)."""
+    from fsanet.detectors import open_detector
     from fsanet.runtimes.estimator import require_finite
 
+    find = open_detector(detector)  # once: a cascade loads in milliseconds, not per image
     rows = []
     for f in image_files(paths):
-        crops, how = faces_in(f)
+        crops, how = faces_in(f, find)
         if not crops:
             rows.append({"image": str(f), "face": None, "crop": "no face found", "angles": None})
             continue
