@@ -487,34 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# An optional library a command imports when it needs it -> the extra that installs it.
-EXTRAS = {
-    "torch": "torch",
-    "h5py": "torch",
-    "tqdm": "torch",
-    "scipy": "data",
-    "onnx": "export",
-    "onnxscript": "export",
-    "onnxslim": "export",
-    "nncf": "export",
-    "onnxconverter_common": "export",
-    "onnxruntime": "onnxruntime",
-    "matplotlib": "train",
-    "tensorboard": "train",
-    "psutil": "bench",
-    "ai_edge_litert": "tflite",
-    "litert_torch": "tflite-export",
-    "ai_edge_quantizer": "tflite-export",
-}
-BENCH_EXTRA = {"onnx", "onnxruntime", "matplotlib", "tqdm", "psutil"}  # all in [bench]
-
-
 def missing_extra(command: str, module: str | None) -> str | None:
     """The extra to install for a library that a command found missing; None: not optional."""
-    root = (module or "").partition(".")[0]
-    if command in ("bench", "profile") and root in BENCH_EXTRA:
-        return "bench"
-    return EXTRAS.get(root)
+    from fsanet.extras import extra_for
+
+    return extra_for(module, command)
 
 
 def main(argv: list[str] | None = None) -> int:
