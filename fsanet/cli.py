@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a budget limit violated (and nothing else), 2 bad input
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -300,7 +301,23 @@ def _variants(args) -> int:
     return 0
 
 
+def _defaults(config_class) -> dict:
+    """A config dataclass's field defaults: the one place they are written; argparse reads them."""
+    out = {}
+    for f in dataclasses.fields(config_class):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from fsanet.benchmarks.bench import BenchConfig
+    from fsanet.pipeline import PipelineConfig
+    from fsanet.train.config import TrainConfig
+
+    B, P, T = _defaults(BenchConfig), _defaults(PipelineConfig), _defaults(TrainConfig)
     p = argparse.ArgumentParser(prog="fsanet", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"fsanet-edge {__version__}")
     p.add_argument("--debug", action="store_true", help="print the full traceback of an error")
@@ -382,13 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", help="artifact that drift is measured against (added to the run)")
     s.add_argument("--budget", help="TOML budget; a violated limit exits 1")
     s.add_argument(
-        "--batch", type=integer_list(1), default=(1, 32), help="batch sizes, first one for the headline numbers"
+        "--batch", type=integer_list(1), default=B["batches"], help="batch sizes, first one for the headline numbers"
     )
-    s.add_argument("--threads", type=integer(1, 1024), default=1)
-    s.add_argument("--runs", type=integer(1), default=300)
-    s.add_argument("--warmup", type=integer(0), default=30)
-    s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
-    s.add_argument("--device", default="cpu", help="PyTorch checkpoints (.pt): cpu, cuda, cuda:N")
+    s.add_argument("--threads", type=integer(1, 1024), default=B["threads"])
+    s.add_argument("--runs", type=integer(1), default=B["runs"])
+    s.add_argument("--warmup", type=integer(0), default=B["warmup"])
+    s.add_argument("--provider", default=B["provider"], help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
+    s.add_argument("--device", default=B["device"], help="PyTorch checkpoints (.pt): cpu, cuda, cuda:N")
     s.add_argument(
         "--peak-gflops",
         type=_peak_gflops,
@@ -416,21 +433,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a variant (paper recipe; torchrun for several GPUs)")
     s.add_argument("--data", required=True, help="300W-LP folder, BIWI folder, .npz, synthetic[:N[:seed]]")
     s.add_argument("--val", action="append", help="validation set (repeatable; the first picks best.pt)")
-    s.add_argument("--protocol", type=int, default=1, choices=(1, 2), help="1: 300W-LP; 2: BIWI 70/30 by subject")
+    s.add_argument(
+        "--protocol", type=int, default=T["protocol"], choices=(1, 2), help="1: 300W-LP; 2: BIWI 70/30 by subject"
+    )
     s.add_argument("--variant", help="named configuration (see `fsanet variants`); default fsanet-1x1-capsule")
     s.add_argument("--init", help="checkpoint to fine-tune (e.g. from `fsanet import-keras`)")
-    s.add_argument("--epochs", type=integer(1), default=90)
+    s.add_argument("--epochs", type=integer(1), default=T["epochs"])
     s.add_argument("--lr", type=positive_float, help="learning rate (default 1e-3; 1e-5 with --qat)")
     s.add_argument(
-        "--milestones", type=milestones, default=(30, 60), help="epochs after which the lr is multiplied by 0.1"
+        "--milestones", type=milestones, default=T["milestones"], help="epochs after which the lr is multiplied by 0.1"
     )
     s.add_argument("--batch", type=integer(1), help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
-    s.add_argument("--seed", type=integer(0), default=0)
-    s.add_argument("--scale", type=float_pair, default=(0.8, 1.2), help="random box scale range of the augmentation")
+    s.add_argument("--seed", type=integer(0), default=T["seed"])
+    s.add_argument(
+        "--scale", type=float_pair, default=T["scale_range"], help="random box scale range of the augmentation"
+    )
     s.add_argument("--no-augment", action="store_true")
     s.add_argument("--limit", type=integer(1), help="use only the first N training faces")
     s.add_argument("--val-limit", type=integer(1), help="use only the first N faces of each validation set")
-    s.add_argument("--workers", type=integer(0), default=4, help="data loader processes per training process")
+    s.add_argument(
+        "--workers", type=integer(0), default=T["workers"], help="data loader processes per training process"
+    )
     s.add_argument("--device", help="cpu, cuda, cuda:N (default: this process's GPU, else cpu)")
     s.add_argument("--no-amp", action="store_true", help="float32 on CUDA too, TF32 off (mixed precision is CUDA-only)")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run in -o")
@@ -468,16 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pipeline", help="the main job: model -> calibration -> every target -> bench -> verdict")
     s.add_argument("--weights", nargs="+", help="the authors' .h5 files (several: a fusion) or one checkpoint (.pt); "
                    "default: the project's fusion trained on synthetic heads")  # fmt: skip
-    s.add_argument("--calib", default="synthetic:300:2", help="calibration faces: labelled set, photo folder, "
+    s.add_argument("--calib", default=P["calib"], help="calibration faces: labelled set, photo folder, "
                    "synthetic:N[:seed], or a calib .npz")  # fmt: skip
-    s.add_argument("--calib-count", type=integer(1), default=300, help="faces drawn into the calibration set")
-    s.add_argument("--data", default="synthetic:500:7", help="labelled faces for MAE")
+    s.add_argument(
+        "--calib-count", type=integer(1), default=P["calib_count"], help="faces drawn into the calibration set"
+    )
+    s.add_argument("--data", default=P["data"], help="labelled faces for MAE")
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
-    s.add_argument("--budget", default="default", help="TOML budget (default: the shipped one)")
-    s.add_argument("--runs", type=integer(1), default=200, help="timed runs per artifact and batch size")
-    s.add_argument("--threads", type=integer(1, 1024), default=1)
+    s.add_argument("--budget", default=P["budget"], help="TOML budget (default: the shipped one)")
+    s.add_argument("--runs", type=integer(1), default=P["runs"], help="timed runs per artifact and batch size")
+    s.add_argument("--threads", type=integer(1, 1024), default=P["threads"])
     s.add_argument("--no-tensorrt", action="store_true", help="do not build TensorRT engines even where it exists")
-    s.add_argument("-o", "--output", default="out/pipeline", help="report folder")
+    s.add_argument("-o", "--output", default=P["output"], help="report folder")
     s.set_defaults(run=_pipeline)
 
     s = sub.add_parser("variants", help="list the named configurations")
