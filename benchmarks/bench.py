@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import platform
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from fsanet.benchmarks.accuracy import drift, mae, non_finite_faces
+from fsanet.benchmarks.flops import flops_per_face
 from fsanet.benchmarks.latency import batch_of, summarise, time_calls
+from fsanet.runtimes import model_file
 from fsanet.runtimes.estimator import PoseEstimator
 
 from fsanet.errors import DataError
@@ -50,7 +51,7 @@ def artifact_names(models: list[str], reference: str | None = None) -> list[str]
 def _names(models: list[str]) -> list[str]:
     names = []
     for m in models:
-        base = Path(m.partition("@")[0]).name
+        base = model_file(m).name
         name, k = base, 2
         while name in names:
             name, k = f"{base}#{k}", k + 1
@@ -61,13 +62,9 @@ def _names(models: list[str]) -> list[str]:
 def _open(model: str, cfg: BenchConfig):
     from fsanet import runtimes
 
-    suffix = Path(model.partition("@")[0]).suffix.lower()
-    options = {}
-    if suffix == ".onnx":
-        options = {"provider": cfg.provider, "denormals_as_zero": cfg.denormals_as_zero}
-    elif suffix == ".pt":
-        options = {"device": cfg.device}
-    return runtimes.open(model, threads=cfg.threads, **options)
+    return runtimes.open(
+        model, threads=cfg.threads, provider=cfg.provider, device=cfg.device, denormals_as_zero=cfg.denormals_as_zero
+    )
 
 
 def _peak_kernel(cfg: BenchConfig):
@@ -152,14 +149,14 @@ def run_bench(
         rts = {}
         for name, model in zip(names, models, strict=True):
             rt = rts[name] = _open(model, cfg)
-            path = Path(model.partition("@")[0])
+            path = model_file(model)
             results[name] = {
                 "path": str(path),
                 "backend": rt.backend,
                 "precision": rt.precision,
                 "input_format": rt.input_format.describe(),
                 "size_mb": path.stat().st_size / 1e6,
-                "flops_per_face": rt.flops(),
+                "flops_per_face": flops_per_face(rt),
                 "is_reference": model == reference,
             }
             progress.update(1)

@@ -52,3 +52,21 @@ def onnx_flops(path: str) -> int | None:
             k = ins[0][-1]
             total += 2 * math.prod(out) * k
     return total
+
+
+def flops_per_face(runtime) -> int | None:
+    """FLOPs for one face of an opened runtime: ONNX graphs counted from their convolutions and
+    matrix products, PyTorch checkpoints with torch's FLOP counter; None where neither applies."""
+    if runtime.backend == "onnxruntime":
+        return onnx_flops(str(runtime.path))
+    if runtime.backend == "torch":
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from fsanet.scoped import torch_threads
+
+        size = runtime.input_format.size
+        with FlopCounterMode(display=False) as counter, torch.inference_mode(), torch_threads(runtime.threads):
+            runtime.model(torch.zeros(1, 3, size, size, device=runtime.device))
+        return int(counter.get_total_flops())
+    return None

@@ -52,15 +52,7 @@ def main() -> None:
     from fsanet import runtimes
 
     path, fmt = runtimes.split_spec(args.model)
-    # import the backend library first, so the baseline holds it and the peak is the model's
-    if path.endswith(".onnx"):
-        import onnxruntime  # noqa: F401
-    elif path.endswith(".pt"):
-        import torch  # noqa: F401
-    elif path.endswith(".tflite"):
-        from fsanet.runtimes.tflite import _interpreter_class
-
-        _interpreter_class()
+    runtimes.preload(path)  # the backend library first: the baseline holds it, the peak is the model's
     _reset_peak()
     baseline = _status_mb("VmRSS")
     with runtimes.open(args.model, threads=args.threads) as rt:

@@ -37,7 +37,7 @@ def profile_onnx(
     """Per-node and per-operator-type kernel time of `model` (path, optionally `path@format`)."""
     from fsanet import runtimes
 
-    if Path(model.partition("@")[0]).suffix.lower() != ".onnx":
+    if runtimes.model_file(model).suffix.lower() != ".onnx":
         raise DataError(f"{model}: profile reads ONNX Runtime's profiler, so it takes .onnx files only")
     if len(crops) == 0:
         raise DataError("profile: no faces to run on")

@@ -79,9 +79,9 @@ def _recipe(q, precision: str, static_ops: tuple[str, ...]) -> None:
 
 
 def _calibration_data(float_path: Path, calib) -> dict:
-    from fsanet.runtimes.tflite import _interpreter_class
+    from fsanet.runtimes.tflite import interpreter_class
 
-    signatures = _interpreter_class()(model_path=str(float_path)).get_signature_list()
+    signatures = interpreter_class()(model_path=str(float_path)).get_signature_list()
     key, spec = next(iter(signatures.items()))
     name = spec["inputs"][0]
     return {key: [{name: x} for x in calib.batches(batch_size=1)]}

@@ -17,7 +17,9 @@ from fsanet.errors import DataError
 
 def model_path(spec: str | Path) -> Path:
     """The file of a model argument, without its `@format` suffix."""
-    return Path(str(spec).partition("@")[0])
+    from fsanet.runtimes import model_file
+
+    return model_file(spec)
 
 
 def _same(a: Path, b: Path) -> bool:

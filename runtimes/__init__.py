@@ -12,32 +12,91 @@ from fsanet.runtimes.base import InputFormat, Runtime, TensorSpec
 
 from fsanet.errors import DataError
 
-__all__ = ["InputFormat", "Runtime", "TensorSpec", "open", "split_spec"]
+__all__ = ["InputFormat", "Runtime", "TensorSpec", "model_file", "open", "preload", "split_spec"]
 
 BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite", ".engine": "tensorrt", ".plan": "tensorrt"}
+MAX_THREADS = 1024
+# the options each backend takes; another backend refuses them unless they ask for its own
+# behaviour anyway (the CPU), so that no option is dropped silently
+OPTIONS = {"onnxruntime": {"provider", "denormals_as_zero", "profile_prefix"}, "torch": {"device"}}
+CPU = {"provider": "cpu", "device": "cpu"}
 
 
-def split_spec(model: str) -> tuple[str, InputFormat | None]:
+def model_file(model: str | Path) -> Path:
+    """The file of a model argument, without its `@format` (the one place that splits it)."""
+    return Path(str(model).partition("@")[0])
+
+
+def split_spec(model: str | Path) -> tuple[str, InputFormat | None]:
     """'file.onnx@nhwc,bgr,raw' -> ('file.onnx', InputFormat(...)); no '@': no format given."""
-    path, sep, spec = str(model).partition("@")
-    return path, (InputFormat.parse(spec) if sep else None)
+    _, sep, spec = str(model).partition("@")
+    return str(model_file(model)), (InputFormat.parse(spec) if sep else None)
 
 
-def open(path: str | Path, input_format: InputFormat | None = None, threads: int | None = None, **options) -> Runtime:  # noqa: A001
+def backend_of(path: str | Path) -> str:
+    p = model_file(path)
+    backend = BACKENDS.get(p.suffix.lower())
+    if backend is None:
+        raise DataError(f"{p}: no runtime for '{p.suffix}' files; supported: {', '.join(sorted(BACKENDS))}")
+    return backend
+
+
+def preload(path: str | Path) -> None:
+    """Import the backend library a model file needs (memory measurements count it apart)."""
+    backend = backend_of(path)
+    if backend == "onnxruntime":
+        from fsanet.runtimes.onnxruntime import import_ort
+
+        import_ort()
+    elif backend == "torch":
+        import torch  # noqa: F401
+    elif backend == "tflite":
+        from fsanet.runtimes.tflite import interpreter_class
+
+        interpreter_class()
+
+
+def open(  # noqa: A001
+    path: str | Path,
+    input_format: InputFormat | None = None,
+    threads: int | None = None,
+    *,
+    provider: str | None = None,
+    device: str | None = None,
+    denormals_as_zero: bool | None = None,
+    profile_prefix: str | None = None,
+) -> Runtime:
     """Load a model file with the backend its suffix calls for.
 
     `path` may carry an input format for foreign files without a manifest: `file.onnx@nhwc,bgr`.
-    Options: `provider` ("cpu", "cuda", "tensorrt") for ONNX, `device` for PyTorch. TensorRT engines
-    (`.engine`, `.plan`) run on the GPU that built them.
+    Options (None: the backend's default): ONNX Runtime takes `provider` ("cpu", "cuda",
+    "tensorrt"), `denormals_as_zero` and `profile_prefix` (its per-operator profiler); PyTorch
+    takes `device`. TensorRT engines (`.engine`, `.plan`) run on the GPU that built them.
     """
     path, spec = split_spec(str(path))
     input_format = input_format or spec
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
-        raise DataError(f"threads must be an integer from 1 to 1024, or None (the backend's default), got {threads!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+    ):
+        raise DataError(
+            f"threads must be an integer from 1 to {MAX_THREADS}, or None (the backend's default), got {threads!r}"
+        )
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such model file")
-    backend = BACKENDS.get(p.suffix.lower())
+    backend = backend_of(p)
+    given = {
+        "provider": provider,
+        "device": device,
+        "denormals_as_zero": denormals_as_zero,
+        "profile_prefix": profile_prefix,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
+    for key in set(options) - OPTIONS.get(backend, set()):
+        if key == "denormals_as_zero" or options[key] == CPU.get(key):
+            del options[key]  # asks for what this backend does anyway
+        else:
+            raise DataError(f"{p.name}: option {key}={options[key]!r} does not apply to {backend} files")
     if backend == "onnxruntime":
         from fsanet.runtimes.onnxruntime import OnnxRuntime
 
@@ -49,9 +108,7 @@ def open(path: str | Path, input_format: InputFormat | None = None, threads: int
     if backend == "tflite":
         from fsanet.runtimes.tflite import TFLiteRuntime
 
-        return TFLiteRuntime(p, input_format, threads=threads, **options)
-    if backend == "tensorrt":
-        from fsanet.runtimes.tensorrt import TensorRTRuntime
+        return TFLiteRuntime(p, input_format, threads=threads)
+    from fsanet.runtimes.tensorrt import TensorRTRuntime
 
-        return TensorRTRuntime(p, input_format, threads=threads, **options)
-    raise DataError(f"{p}: no runtime for '{p.suffix}' files; supported: {', '.join(sorted(BACKENDS))}")
+    return TensorRTRuntime(p, input_format, threads=threads)

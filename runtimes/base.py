@@ -137,10 +137,6 @@ class Runtime(ABC):
         """Release the backend's resources (a backend extends this and calls it)."""
         self.closed = True
 
-    def flops(self) -> int | None:
-        """Floating-point operations for one face, when the backend can count them."""
-        return None
-
     # -- shared behaviour ---------------------------------------------------------------------
     def _check_io(self) -> None:
         """A model whose declared input or output cannot be FSA-Net's, given its input format,

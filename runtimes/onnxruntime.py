@@ -38,7 +38,7 @@ class OnnxRuntime(Runtime):
             raise DataError(f"unknown execution provider {provider!r}; choose one of {sorted(PROVIDERS)}")
         self.provider, self.threads, self.denormals_as_zero = provider, threads, denormals_as_zero
         self.profile_prefix = profile_prefix  # ONNX Runtime's per-operator profiler (fsanet profile)
-        self._ort = _import_ort()
+        self._ort = import_ort()
         if manifest is None:
             manifest = embedded_manifest(path, self._ort)
         super().__init__(path, input_format, manifest)
@@ -53,15 +53,13 @@ class OnnxRuntime(Runtime):
             )
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if self.denormals_as_zero:
-            so.add_session_config_entry("session.set_denormal_as_zero", "1")
         if self.threads:
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
         if self.profile_prefix:
             so.enable_profiling, so.profile_file_prefix = True, str(self.profile_prefix)
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=[wanted])
+            self.session, self._run_env = create_session(ort, str(self.path), so, [wanted], self.denormals_as_zero)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise DataError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from e
         if self.session.get_providers()[0] != wanted:  # ORT falls back silently when a provider fails
@@ -82,7 +80,8 @@ class OnnxRuntime(Runtime):
         return [TensorSpec(o.name, tuple(o.shape), o.type) for o in self.session.get_outputs()]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input.name: x})[0]
+        with self._run_env:
+            return self.session.run(None, {self._input.name: x})[0]
 
     def end_profiling(self) -> str:
         """Stop the profiler of a session opened with `profile_prefix`; the JSON trace's path."""
@@ -94,13 +93,25 @@ class OnnxRuntime(Runtime):
         self.session = None
         super().close()
 
-    def flops(self) -> int | None:
-        from fsanet.benchmarks.flops import onnx_flops
 
-        return onnx_flops(str(self.path))
+def create_session(ort, model, options, providers: list[str], denormals_as_zero: bool):
+    """An InferenceSession, and the floating-point environment its runs need. ONNX Runtime's
+    denormal option covers its pool threads (and, in the process's first session only, leaks
+    into the creating thread): the caller's environment is put back at once, and `run_env`
+    applies flush-to-zero around each run, where the calling thread computes too: `with env:`."""
+    from fsanet.runtimes import fpenv
+
+    if denormals_as_zero:
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    caller = fpenv.capture()
+    try:
+        session = ort.InferenceSession(model, options, providers=providers)
+    finally:
+        fpenv.restore(caller)
+    return session, fpenv.Applied(fpenv.flushing(caller) if denormals_as_zero else None)
 
 
-def _import_ort():
+def import_ort():
     try:
         import onnxruntime
     except ImportError as e:
@@ -115,7 +126,7 @@ def embedded_manifest(path, ort=None) -> dict | None:
     manifest = read_sidecar(path)
     if manifest is not None:
         return manifest
-    ort = ort or _import_ort()
+    ort = ort or import_ort()
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only

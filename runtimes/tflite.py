@@ -10,7 +10,7 @@ from fsanet.runtimes.base import Runtime, TensorSpec
 from fsanet.errors import BackendUnavailable, DataError
 
 
-def _interpreter_class():
+def interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -43,7 +43,7 @@ class TFLiteRuntime(Runtime):
         super().__init__(path, input_format, manifest)
 
     def _load(self) -> None:
-        cls = _interpreter_class()
+        cls = interpreter_class()
         try:
             self.interpreter = cls(model_path=str(self.path), num_threads=self.threads or None)
             self.interpreter.allocate_tensors()

@@ -41,13 +41,6 @@ class TorchRuntime(Runtime):
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec("angles", ("batch", 3), "float32")]
 
-    def flops(self) -> int | None:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter, self._torch.inference_mode(), torch_threads(self.threads):
-            self.model(self._torch.zeros(1, 3, 64, 64, device=self.device))
-        return int(counter.get_total_flops())
-
     def _run(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
         # the thread count for this call only: the process's own setting is left as it was
