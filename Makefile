@@ -9,7 +9,7 @@ FUSION_H5 := $(W)/fsanet_capsule_3_16_2_21_5/fsanet_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_var_capsule_3_16_2_21_5/fsanet_var_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_noS_capsule_3_16_2_192_5/fsanet_noS_capsule_3_16_2_192_5.h5
 
-.PHONY: setup main authors ports test lint clean default-model
+.PHONY: setup main authors ports test test-unit lint clean default-model
 
 setup: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest -q
+
+# The quick unit tests only (`-m unit`: no ../shared/data, nothing slow; under 2 minutes here).
+test-unit: setup
+	$(BIN)/pytest -q -m unit
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

@@ -29,11 +29,10 @@ def pytest_collection_modifyitems(items) -> None:
     `pytest -m unit` (`make test-unit`) runs the rest: quick, no shared data.
     """
     for item in items:
-        if "shared_data" in getattr(item, "fixturenames", ()) or item.get_closest_marker("integration"):
-            if not item.get_closest_marker("integration"):
-                item.add_marker(pytest.mark.integration)
-        else:
-            item.add_marker(pytest.mark.unit)
+        if item.get_closest_marker("integration") is not None:
+            continue  # marked by hand
+        needs_data = "shared_data" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.integration if needs_data else pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ def guarded_state():
     torch.set_num_threads(saved[1])
 
 
+@pytest.mark.integration  # slow (~25 s here): exports, benches, profiles and trains
 def test_export_bench_report_profile_and_training_leave_the_process_alone(guarded_state, noise_faces, tmp_path):
     import torch
     from fsanet.benchmarks.bench import BenchConfig, run_bench

@@ -37,6 +37,7 @@ def test_int8_targets_need_a_calibration_set(small_checkpoint, tmp_path, capsys,
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.integration  # slow (~20 s here): a real ONNX export of the one-member checkpoint
 @pytest.mark.skipif(not NO_TRT, reason="TensorRT is installed here: the no-TensorRT paths do not apply")
 def test_tensorrt_targets_fail_without_tensorrt_unless_skipping_is_asked(small_checkpoint, tmp_path, capsys):
     args = ["export", str(small_checkpoint), "--to", "onnx,tensorrt-fp16", "-o", str(tmp_path)]
