@@ -35,7 +35,7 @@ authors: setup
 REF := $(SHARED)/reference-models
 ports: setup
 	$(BIN)/fsanet import-keras $(FUSION_H5) -o $(OUT)/fsanet-fusion-300wlp.pt
-	$(BIN)/fsanet export $(OUT)/fsanet-fusion-300wlp.pt --to onnx --verify $(SHARED)/real-faces -o $(OUT)
+	$(BIN)/fsanet export $(OUT)/fsanet-fusion-300wlp.pt --to onnx --faces $(SHARED)/real-faces -o $(OUT)
 	$(BIN)/fsanet eval $(OUT)/fsanet-fusion-300wlp.onnx --data $(SHARED)/aflw2000-sample --json $(OUT)/eval-aflw2000-sample.json
 	$(BIN)/fsanet bench $(OUT)/fsanet-fusion-300wlp.onnx \
 		"$(REF)/foxtracker_fsanet_capsule_official_weights.onnx@nhwc,bgr,raw" \

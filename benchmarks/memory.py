@@ -56,7 +56,8 @@ def main() -> None:
     _reset_peak()
     baseline = _status_mb("VmRSS")
     with runtimes.open(args.model, threads=args.threads) as rt:
-        x = rt.input_format.prepare(np.zeros((args.batch, 64, 64, 3), np.uint8))
+        size = rt.input_format.size
+        x = rt.input_format.prepare(np.zeros((args.batch, size, size, 3), np.uint8))
         for _ in range(args.runs):
             rt.infer(x)
     peak = _status_mb("VmHWM")

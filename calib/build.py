@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fsanet.errors import DataError
+from fsanet.preprocess import INPUT_SIZE
 
 FORMAT = "fsanet-calibration"
 MIN_STD = 2.0  # a crop this flat (blank, a solid border) teaches a quantizer nothing
@@ -82,7 +83,7 @@ def load(path: str | Path) -> CalibrationSet:
         not isinstance(manifest, dict)
         or manifest.get("format") != FORMAT
         or crops.ndim != 4
-        or crops.shape[1:] != (64, 64, 3)
+        or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3)
     ):
         raise DataError(f"{path}: not an fsanet calibration set (crops {crops.shape})")
     if crops_sha256(crops) != manifest.get("sha256"):
@@ -91,8 +92,11 @@ def load(path: str | Path) -> CalibrationSet:
 
 
 def _stratified(poses: np.ndarray, count: int, bins: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices drawn round-robin over `bins` equal yaw bins on [-99, 99], each bin shuffled."""
-    edges = np.linspace(-99, 99, bins + 1)
+    """Indices drawn round-robin over `bins` equal yaw bins over the protocols' range
+    ([-99, 99] degrees), each bin shuffled."""
+    from fsanet.data.base import PROTOCOL_RANGE
+
+    edges = np.linspace(-PROTOCOL_RANGE, PROTOCOL_RANGE, bins + 1)
     which = np.clip(np.digitize(poses[:, 0], edges) - 1, 0, bins - 1)
     queues = [list(rng.permutation(np.flatnonzero(which == b))) for b in range(bins)]
     picked = []

@@ -342,7 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip TensorRT targets on a machine without TensorRT (listed as skipped) instead of failing",
     )
     s.add_argument("--calib", help="calibration set (.npz from `fsanet calib build`), needed for INT8")
-    s.add_argument("--verify", help="real faces to verify every file on (default: random crops / the calibration set)")
+    s.add_argument(
+        "--faces",
+        "--verify",  # its first name; kept so that existing scripts run
+        dest="verify",
+        help="real faces to verify every file on (default: random crops / the calibration set), as in bench",
+    )
     s.add_argument(
         "--int8-max-drift",
         type=positive_float,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fsanet.errors import DataError
 from fsanet.files import sha256, write_text
+from fsanet.preprocess import INPUT_SIZE
 
 FORMAT = "fsanet-artifact"
 VERSION = 1
@@ -31,7 +32,7 @@ def base_manifest(**fields) -> dict:
         "version": VERSION,
         "input": {
             "name": "input",
-            "shape": ["batch", 3, 64, 64],
+            "shape": ["batch", 3, INPUT_SIZE, INPUT_SIZE],
             "layout": "NCHW",
             "dtype": "float32",
             "colour": "BGR",

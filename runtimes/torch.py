@@ -35,7 +35,8 @@ class TorchRuntime(Runtime):
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        return [TensorSpec("input", ("batch", 3, 64, 64), "float32")]
+        s = self.input_format.size
+        return [TensorSpec("input", ("batch", 3, s, s), "float32")]
 
     @property
     def outputs(self) -> list[TensorSpec]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fsanet.errors import DataError
+from fsanet.preprocess import INPUT_SIZE
 
 PROTOCOL_RANGE = 99.0  # the paper's protocols keep faces with every |angle| <= 99 degrees
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -43,7 +44,9 @@ class FaceSet:
             from tqdm import tqdm
 
             idx = tqdm(idx, desc=f"loading {Path(self.source).name}", unit="face", leave=False, disable=None)
-        return np.stack([self.load(i) for i in idx]) if len(self) else np.zeros((0, 64, 64, 3), np.uint8)
+        return (
+            np.stack([self.load(i) for i in idx]) if len(self) else np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        )
 
     def describe(self) -> str:
         text = f"{len(self)} faces from {self.source}"

@@ -9,6 +9,7 @@ import numpy as np
 
 from fsanet.data.base import FaceSet, protocol_filter
 from fsanet.errors import DataError
+from fsanet.preprocess import INPUT_SIZE
 
 
 def npz_file(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
@@ -25,8 +26,8 @@ def npz_file(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from e
-    if images.ndim != 4 or images.shape[1:] != (64, 64, 3):
-        raise DataError(f"{path}: field 'image' has shape {images.shape}, expected (N, 64, 64, 3)")
+    if images.ndim != 4 or images.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+        raise DataError(f"{path}: field 'image' has shape {images.shape}, expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3)")
     if poses.shape != (len(images), 3):
         raise DataError(f"{path}: field 'pose' has shape {poses.shape}, expected ({len(images)}, 3)")
     if len(images) == 0:

@@ -25,7 +25,7 @@ from fsanet.data import head_mesh as H
 from fsanet.data import head_scene as S
 from fsanet.data.base import FaceSet
 from fsanet.errors import DataError
-from fsanet.preprocess import official_crop
+from fsanet.preprocess import INPUT_SIZE, MARGIN, official_crop
 
 SPEC = re.compile(r"^synthetic(?::(?P<count>[^:]*)(?::(?P<seed>[^:]*))?)?$")
 DEFAULT_COUNT = 2000
@@ -182,9 +182,9 @@ def render(seed: int, i: int, angles, opts: SynthOptions = SynthOptions()) -> Sy
 def _placement(lm: np.ndarray, size: int, opts: SynthOptions, rng) -> tuple[float, np.ndarray]:
     """Pixels per unit and offset so the official crop box fills `fill` of the image, inside it."""
     x0, y0, x1, y1 = lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()
-    side = (1.0 + 2 * 0.6) * max(x1 - x0, y1 - y0)
+    side = (1.0 + 2 * MARGIN) * max(x1 - x0, y1 - y0)
     scale = rng.uniform(*opts.fill) * (size - 2) / side
-    w, h = (1 + 2 * 0.6) * (x1 - x0) * scale, (1 + 2 * 0.6) * (y1 - y0) * scale
+    w, h = (1 + 2 * MARGIN) * (x1 - x0) * scale, (1 + 2 * MARGIN) * (y1 - y0) * scale
     cx = rng.uniform(w / 2 + 1, size - 1 - w / 2) if size - 2 > w else size / 2
     cy = rng.uniform(h / 2 + 1, size - 1 - h / 2) if size - 2 > h else size / 2
     return scale, np.array([cx - (x0 + x1) / 2 * scale, cy - (y0 + y1) / 2 * scale])
@@ -353,8 +353,8 @@ def contact_sheet(faces: FaceSet, path: str | Path, count: int = 64, columns: in
     n = min(count, len(faces))
     tiles = []
     for i in range(n):
-        tile = cv2.resize(faces.load(i), (128, 128), interpolation=cv2.INTER_NEAREST)
-        P.draw_axes(tile, faces.poses[i], (64, 64), size=40, thickness=1)
+        tile = cv2.resize(faces.load(i), (2 * INPUT_SIZE, 2 * INPUT_SIZE), interpolation=cv2.INTER_NEAREST)
+        P.draw_axes(tile, faces.poses[i], (INPUT_SIZE, INPUT_SIZE), size=40, thickness=1)  # axes at the centre
         tiles.append(tile)
     tiles += [np.zeros_like(tiles[0])] * (-n % columns)
     rows = [np.concatenate(tiles[r : r + columns], 1) for r in range(0, len(tiles), columns)]
