@@ -4,7 +4,6 @@ verified against PyTorch before it is written."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -74,19 +73,6 @@ def _tool_versions() -> dict:
     }
 
 
-def verify_against_torch(model, onnx_path: Path, crops: np.ndarray) -> float:
-    """Max abs difference in degrees between ONNX Runtime and PyTorch on `crops`."""
-    from fsanet.runtimes.base import InputFormat
-    from fsanet.runtimes.estimator import PoseEstimator
-    from fsanet.runtimes.onnxruntime import OnnxRuntime
-
-    from fsanet.evaluate import predict_torch
-
-    with OnnxRuntime(onnx_path, InputFormat(), manifest={"precision": "fp32"}) as rt:
-        got = PoseEstimator(rt, batch=256).predict(crops)
-    return float(np.abs(got - predict_torch(model, crops)).max())
-
-
 def default_verification_crops(count: int = 256, seed: int = 0) -> tuple[np.ndarray, str]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (count, 64, 64, 3), dtype=np.uint8), f"{count} random crops (seed {seed})"
@@ -102,44 +88,26 @@ def export_onnx(
     """Write `output` (.onnx) and its sidecar manifest; refuse if ONNX Runtime disagrees with
     PyTorch by more than 1e-3 degree on the verification crops (real faces when given)."""
     import onnx
+    from fsanet.export import artifact
 
     from fsanet import checkpoint
-    from fsanet.files import atomic_write, sha256
-    from fsanet.manifest import METADATA_KEY, base_manifest, write_sidecar
+    from fsanet.evaluate import predict_torch
 
     checkpoint_path, output = Path(checkpoint_path), Path(output)
     payload = checkpoint.load_payload(checkpoint_path)
     model = checkpoint.load(checkpoint_path)
     if verify is None:
         verify, verify_name = default_verification_crops()
+    manifest = artifact.float_manifest(checkpoint_path, payload, "onnx", _tool_versions(), opset=OPSET)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         export_graph(model, raw)
         graph = _simplify_and_check(raw)
-        manifest = base_manifest(
-            precision="fp32",
-            members=[m.get("variant") or "custom" for m in payload.get("sources", [])] or None,
-            source={"file": checkpoint_path.name, "sha256": sha256(checkpoint_path), "weights": payload.get("sources")},
-            calibration=None,
-            opset=OPSET,
-            tools=_tool_versions(),
-        )
         candidate = Path(tmp) / "model.onnx"
-        onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(manifest)})
         onnx.save(graph, str(candidate))
-        diff = verify_against_torch(model, candidate, verify)
-        if not diff <= tolerance:
-            raise ExportError(
-                "onnx", f"ONNX Runtime differs from PyTorch by {diff:.2e} degrees (limit {tolerance:g}); not written"
-            )
-        manifest["verification"] = {
-            "against": "pytorch",
-            "faces": verify_name,
-            "count": len(verify),
-            "max_abs_diff_deg": diff,
-        }
-        onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(manifest)})
-        onnx.save(graph, str(candidate))
-        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
-    write_sidecar(output, manifest)
+        artifact.verify(
+            candidate, manifest, predict_torch(model, verify), verify, "onnx",
+            against="pytorch", faces=verify_name, max_abs_diff=tolerance,
+        )  # fmt: skip
+        artifact.write_onnx(graph, output, manifest)
     return output

@@ -197,10 +197,6 @@ def fold_batchnorms(model) -> int:
     return folded
 
 
-def _count(model, op_type: str) -> int:
-    return sum(1 for n in model.graph.node if n.op_type == op_type)
-
-
 def _reference_run(onnx_path: Path, crops: np.ndarray) -> np.ndarray:
     """ONNX Runtime with every graph optimisation off: each QuantizeLinear/DequantizeLinear and
     float op as the ONNX specification defines it, no integer kernels."""
@@ -260,8 +256,9 @@ def export_qat_onnx(qat_path, float_onnx, output, verify: np.ndarray, verify_nam
     import nncf
     import onnx
     import torch
+    from fsanet.export import artifact
     from fsanet.export.onnx import _simplify_and_check, export_graph
-    from fsanet.export.quantize import compress_matmul_weights, derived_manifest, write_verified
+    from fsanet.export.quantize import compress_matmul_weights, op_counts
     from fsanet.train.qat import load_qat, quantizer_count
 
     from fsanet.files import sha256
@@ -270,7 +267,7 @@ def export_qat_onnx(qat_path, float_onnx, output, verify: np.ndarray, verify_nam
     if verify is None or not len(verify):
         raise DataError(f"{qat_path}: exporting a QAT model needs faces to verify it on: --verify FACES or --calib")
     model, payload = load_qat(qat_path)
-    manifest = derived_manifest(float_onnx, STAGE, precision="int8")
+    manifest = artifact.derived_manifest(float_onnx, STAGE, precision="int8")
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         native = exportable(model, torch.from_numpy(np.zeros((1, 3, 64, 64), np.float32)))
@@ -292,12 +289,13 @@ def export_qat_onnx(qat_path, float_onnx, output, verify: np.ndarray, verify_nam
             "nncf": nncf.__version__,
             "quantizers": quantizer_count(model),
             "float_op_types_nncf": payload.get("float_types"),
-            "quantize_nodes": _count(graph, "QuantizeLinear"),
+            "quantize_nodes": op_counts(graph, ("QuantizeLinear",)).get("QuantizeLinear", 0),
             "conv_weight_int8_values": weights_int8,
             "batchnorms_folded": bn_folded,
             "weight_only_int8_values": matmul_int8,
+            "search": None,  # QAT chose its quantizers at `fsanet train --qat`
         },
-        calibration=payload.get("calibration"),
+        calibration=_calibration(payload.get("calibration")),
         verification_pytorch={
             "against": "the fake-quantized PyTorch model (QAT checkpoint)",
             "faces": verify_name,
@@ -305,4 +303,12 @@ def export_qat_onnx(qat_path, float_onnx, output, verify: np.ndarray, verify_nam
             **torch_check,
         },
     )
-    return write_verified(graph, float_onnx, output, manifest, verify, verify_name, STAGE)
+    return artifact.verify_and_write_onnx(graph, output, manifest, float_onnx, verify, verify_name, STAGE)
+
+
+def _calibration(record: dict | None) -> dict | None:
+    """The calibration record the QAT checkpoint stored (`artifact.calibration_record` at
+    `fsanet train --qat`), with every key a manifest's calibration has."""
+    from fsanet.export.artifact import CALIBRATION_KEYS
+
+    return None if record is None else {k: record.get(k) for k in CALIBRATION_KEYS}

@@ -16,13 +16,15 @@ float for a drift limit, starting from everything NNCF can quantize.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from fsanet.export import artifact
 
 from fsanet.errors import ExportError
+
+STAGE = "onnx-int8"
 
 # op types kept in float by default, in the order the accuracy search adds them: the matmuls
 # first (ONNX Runtime 1.32 cannot run NNCF's per-channel 3-D matmul weights), then the most
@@ -110,68 +112,6 @@ def compress_matmul_weights(model, min_values: int = WEIGHT_ONLY_MIN_VALUES) -> 
     return values
 
 
-def derived_manifest(float_path: Path, stage: str, **fields) -> dict:
-    """The manifest of a file derived from an fsanet FP32 ONNX export: the float one's, minus
-    what belongs to that file, plus `fields`."""
-    from fsanet.manifest import read_sidecar
-
-    source = read_sidecar(float_path)
-    if source is None or source.get("precision") != "fp32":
-        raise ExportError(stage, f"{float_path}: needs an fsanet FP32 ONNX export with its manifest")
-    manifest = {k: v for k, v in source.items() if k not in ("file", "sha256", "size_bytes", "verification")}
-    manifest.update(fields, float_source={"file": float_path.name, "sha256": source["sha256"]})
-    return manifest
-
-
-def measure_drift(float_path: Path, candidate: Path, crops: np.ndarray, stage: str) -> dict:
-    """Drift of `candidate` from the float ONNX on `crops`, both through the ONNX Runtime backend."""
-    from fsanet.benchmarks.accuracy import drift
-    from fsanet.runtimes.base import InputFormat
-    from fsanet.runtimes.estimator import PoseEstimator
-    from fsanet.runtimes.onnxruntime import OnnxRuntime
-
-    def run(path, manifest=None):
-        with OnnxRuntime(path, InputFormat(), manifest=manifest or {"precision": "candidate"}) as rt:
-            return PoseEstimator(rt, batch=128).predict(crops)
-
-    try:
-        return drift(run(candidate), run(float_path))
-    except ExportError:
-        raise
-    except Exception as e:  # ONNX Runtime rejects some graphs only when they run
-        raise ExportError(stage, f"ONNX Runtime cannot run the graph: {str(e)[:300]}") from e
-
-
-def write_verified(
-    model, float_path: Path, output: Path, manifest: dict, verify: np.ndarray, verify_name: str, stage: str
-) -> dict:
-    """Measure `model`'s drift from the float ONNX on `verify`, record it in the manifest (in the
-    file's metadata_props and its sidecar), and only then move the file into place."""
-    import onnx
-
-    from fsanet.files import atomic_write
-    from fsanet.manifest import METADATA_KEY, write_sidecar
-
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / output.name
-        onnx.save(model, str(candidate))
-        d = measure_drift(float_path, candidate, verify, stage)
-        if not np.isfinite(d["max"]):
-            raise ExportError(stage, "the angles are not finite (overflow); not written")
-        manifest["verification"] = {
-            "against": float_path.name,
-            "faces": verify_name,
-            "count": len(verify),
-            "drift_mean_deg": d["mean"],
-            "drift_max_deg": d["max"],
-        }
-        onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(manifest)})
-        onnx.save(model, str(candidate))
-        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
-    write_sidecar(output, manifest)
-    return manifest
-
-
 def sign_activations(model) -> int:
     """Re-express NNCF's uint8 activation quantizers as symmetric int8 (zero point 0) over the
     same calibrated range, so that TensorRT takes the Q/DQ file as explicitly quantized (it
@@ -198,12 +138,42 @@ def sign_activations(model) -> int:
     return len(pairs)
 
 
-def _count(model, op_types) -> dict[str, int]:
-    found = {}
+def op_counts(model, op_types=None) -> dict[str, int]:
+    """Op type -> number of nodes in an ONNX model (only `op_types` when given)."""
+    found: dict[str, int] = {}
     for n in model.graph.node:
-        if n.op_type in op_types:
+        if op_types is None or n.op_type in op_types:
             found[n.op_type] = found.get(n.op_type, 0) + 1
     return found
+
+
+def _int8_model(float_path: Path, calib, keep_float: tuple[str, ...]):
+    """Convert: the INT8 Q/DQ model of the float ONNX, and what its manifest says of it."""
+    import onnx
+    from fsanet.export.split_depthwise import split_image_depthwise
+
+    model = onnx.load(str(float_path))
+    split = split_image_depthwise(model)  # per-stream activation scales for a fusion's first block
+    quantized = _nncf_quantize(model, calib, keep_float)
+    int8_values = compress_matmul_weights(quantized)
+    signed = sign_activations(quantized)
+    kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
+    return quantized, {
+        "method": "NNCF post-training quantization (Q/DQ), per-tensor activations; weight-only int8 for "
+        "large MatMul/Gemm constants",
+        "activations": "int8, symmetric (zero point 0): TensorRT takes the file as explicitly quantized",
+        "activation_quantizers_signed": signed,
+        "float_op_types": kept,
+        "float_nodes": op_counts(quantized, kept),
+        "quantize_nodes": op_counts(quantized, ("QuantizeLinear",)).get("QuantizeLinear", 0),
+        "weight_only_int8_values": int8_values,
+        "image_convolution_split_into_streams": split,
+    }
+
+
+def _write(model, manifest, quantization, search, calib, float_path, output, verify, verify_name) -> dict:
+    manifest.update(quantization=dict(quantization, search=search), calibration=artifact.calibration_record(calib))
+    return artifact.verify_and_write_onnx(model, output, manifest, float_path, verify, verify_name, STAGE)
 
 
 def quantize_onnx(
@@ -220,57 +190,39 @@ def quantize_onnx(
     Returns the manifest. `verify`: real faces to measure drift against the float model on
     (default: the calibration crops themselves, which the manifest then says).
     """
-    import onnx
-
     float_path, output = Path(float_path), Path(output)
-    manifest = derived_manifest(float_path, "onnx-int8", precision="int8")
+    manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
     if verify is None:
         verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
-    from fsanet.export.split_depthwise import split_image_depthwise
-
-    model = onnx.load(str(float_path))
-    split = split_image_depthwise(model)  # per-stream activation scales for a fusion's first block
-    quantized = _nncf_quantize(model, calib, keep_float)
-    int8_values = compress_matmul_weights(quantized)
-    signed = sign_activations(quantized)
-    kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
-    manifest.update(
-        quantization={
-            "method": "NNCF post-training quantization (Q/DQ), per-tensor activations; weight-only int8 for "
-            "large MatMul/Gemm constants",
-            "activations": "int8, symmetric (zero point 0): TensorRT takes the file as explicitly quantized",
-            "activation_quantizers_signed": signed,
-            "float_op_types": kept,
-            "float_nodes": _count(quantized, kept),
-            "quantize_nodes": _count(quantized, ("QuantizeLinear",)).get("QuantizeLinear", 0),
-            "weight_only_int8_values": int8_values,
-            "image_convolution_split_into_streams": split,
-            "search": search,
-        },
-        calibration={k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")},
-    )
-    return write_verified(quantized, float_path, output, manifest, verify, verify_name, "onnx-int8")
+    model, quantization = _int8_model(float_path, calib, keep_float)
+    return _write(model, manifest, quantization, search, calib, float_path, output, verify, verify_name)
 
 
 def quantize_with_budget(
     float_path, calib, output, max_drift: float, verify: np.ndarray, verify_name: str = ""
 ) -> dict:
     """Accuracy-controlled mode: start from quantizing everything NNCF can, then keep op types
-    in float, most harmful first (`FLOAT_OPS` order), until the mean drift on `verify` holds."""
-    trials = []
-    for n in range(len(FLOAT_OPS) + 1):
-        keep = FLOAT_OPS[:n]
+    in float, most harmful first (`FLOAT_OPS` order), until the mean drift on `verify` holds.
+    The trials go to the manifest's `quantization.search` (`artifact.Search`)."""
+    import onnx
+
+    float_path, output = Path(float_path), Path(output)
+    manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
+    reference = artifact.predict(float_path, verify, STAGE)  # the float model's angles, once
+    built: dict = {}
+
+    def measure(keep: tuple[str, ...]) -> dict:
+        model, quantization = _int8_model(float_path, calib, keep)
+        built.clear()
+        built[keep] = model, quantization
         with tempfile.TemporaryDirectory() as tmp:
             trial = Path(tmp) / "trial.onnx"
-            try:
-                m = quantize_onnx(float_path, calib, trial, keep, verify, verify_name)
-                drift = m["verification"]["drift_mean_deg"]
-            except ExportError as e:  # a graph ONNX Runtime cannot run counts as a failed trial
-                drift = None
-                trials.append({"float_op_types": list(keep), "drift_mean_deg": None, "error": str(e)[:200]})
-                continue
-        trials.append({"float_op_types": list(keep), "drift_mean_deg": drift})
-        if drift <= max_drift:
-            search = {"max_drift_deg": max_drift, "trials": trials}
-            return quantize_onnx(float_path, calib, output, keep, verify, verify_name, search)
-    raise ExportError("onnx-int8", f"no INT8 graph met a mean drift of {max_drift} degrees: {trials}")
+            onnx.save(model, str(trial))
+            return artifact.measure_drift(trial, reference, verify, STAGE, manifest)
+
+    search = artifact.Search(max_drift, "float", measure)
+    keep = search.first_within(FLOAT_OPS[:n] for n in range(len(FLOAT_OPS) + 1))
+    if keep is None:
+        raise ExportError(STAGE, f"no INT8 graph met a mean drift of {max_drift} degrees: {search.trajectory}")
+    model, quantization = built[keep]  # the trial that held is the file
+    return _write(model, manifest, quantization, search.record(keep), calib, float_path, output, verify, verify_name)

@@ -59,11 +59,10 @@ class ExportJob:
     def reference(self, target: str) -> np.ndarray:
         """The float ONNX's angles on the judging faces (computed once)."""
         if self._reference is None:
-            from fsanet.runtimes import open as open_runtime
+            from fsanet.export.artifact import predict
 
             faces, _ = self.judge(target)
-            with open_runtime(self.float_onnx) as rt:
-                self._reference = rt.predict(faces)
+            self._reference = predict(self.float_onnx, faces, target)
         return self._reference
 
     def float_tflite(self) -> Path:
@@ -188,19 +187,17 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
 
 
 def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
-    from fsanet.benchmarks.accuracy import drift
-    from fsanet.runtimes import open as open_runtime
-
     source = job.float_tflite()
     if target == "tflite":
+        from fsanet.export.artifact import measure_drift
+
         from fsanet.manifest import read_sidecar
 
         v = read_sidecar(source)["verification"]
         text = f"{v['max_abs_diff_deg']:.1e} vs PyTorch"
         if job.verify is not None or job.calib is not None:
             faces, _ = job.judge(target)
-            with open_runtime(source) as rt:
-                d = drift(rt.predict(faces), job.reference(target))
+            d = measure_drift(source, job.reference(target), faces, target)
             text += f"; {d['max']:.1e} / {d['mean']:.1e} vs float ONNX"
         return _row(target, source, v["faces"], text)
     from fsanet.export.tflite_quantize import PRECISIONS, quantize_tflite
@@ -208,8 +205,9 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
     out = job.path(f"-{target.split('-', 1)[1]}.tflite")
     faces, name = job.judge(target)
     m = quantize_tflite(
-        source, out, PRECISIONS[target], job.reference(target), faces, name, job.calib, max_drift=job.int8_max_drift
-    )
+        source, out, PRECISIONS[target], job.reference(target), faces, name, job.calib,
+        max_drift=job.int8_max_drift, reference_name=job.float_onnx.name,
+    )  # fmt: skip
     return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
 
 

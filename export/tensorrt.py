@@ -138,49 +138,11 @@ def _calibration(trt, builder, config, cuda, calib, facts, key, cache_file, batc
     return feed, calibrator
 
 
-def _source_manifest(onnx_path: Path) -> dict:
-    """The fsanet manifest of the ONNX file (checked sidecar, else the copy inside the file)."""
-    import onnx
-
-    from fsanet.manifest import METADATA_KEY, parse_embedded, read_sidecar
-
-    manifest = read_sidecar(onnx_path)
-    if manifest is None:
-        meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-        manifest = parse_embedded(meta.get(METADATA_KEY), onnx_path)
-    if manifest is None:
-        raise DataError(f"{onnx_path}: needs an fsanet ONNX export (its manifest gives the input format)")
-    return {k: v for k, v in manifest.items() if k not in ("file", "sha256", "size_bytes", "verification", "opset")}
-
-
 def _write_log(path: Path, header: list[str], logger) -> None:
     from fsanet.files import write_text
 
     lines = header + [f"[{severity}] {msg}" for severity, msg in (logger.messages if logger else [])]
     write_text(path, "\n".join(lines) + "\n")
-
-
-def _verify(engine: Path, manifest: dict, onnx_path: Path, crops: np.ndarray, name: str) -> dict:
-    """Drift in degrees of the engine from the ONNX file it was built from (ONNX Runtime, CPU)."""
-    from fsanet.benchmarks.accuracy import drift
-    from fsanet.runtimes.estimator import PoseEstimator
-    from fsanet.runtimes.onnxruntime import OnnxRuntime
-    from fsanet.runtimes.tensorrt import TensorRTRuntime
-
-    with TensorRTRuntime(engine, manifest=manifest) as rt:
-        got = PoseEstimator(rt, batch=rt.fixed_batch).predict(crops)
-    with OnnxRuntime(onnx_path) as ref:
-        want = PoseEstimator(ref, batch=128).predict(crops)
-    d = drift(got, want)
-    if not np.isfinite(d["max"]):
-        raise ExportError("tensorrt", "the engine's angles are not finite; not written")
-    return {
-        "against": onnx_path.name,
-        "faces": name,
-        "count": len(crops),
-        "drift_mean_deg": d["mean"],
-        "drift_max_deg": d["max"],
-    }
 
 
 @dataclass
@@ -240,17 +202,19 @@ def _compile(trt, logger, onnx_path: Path, tmp: str, precision: str, calib, opts
     return _Built(engine, plan, facts, shapes, gpu, feed, cache_file)
 
 
-def _engine_manifest(trt, source: dict, onnx_path: Path, built: _Built, calib, opts: dict, log_path: Path) -> dict:
-    from fsanet.files import sha256
+def _engine_manifest(source: dict, built: _Built, trt_version: str, calib, opts: dict, log_name: str) -> dict:
+    """The engine's manifest: the ONNX file's (`source`, from `artifact.read_source`), derived like
+    every target's, plus what only an engine has. Pure, so it is tested without TensorRT."""
+    from fsanet.export import artifact
 
     timing = opts["timing_cache"]
-    manifest = dict(
+    manifest = artifact.derive(
         source,
         precision=built.plan.precision,
         backend_format="tensorrt-engine",
-        source_onnx={"file": onnx_path.name, "sha256": sha256(onnx_path), "precision": built.facts.precision},
+        source_onnx={"file": source["file"], "sha256": source["sha256"], "precision": built.facts.precision},
         tensorrt={
-            "version": trt.__version__,
+            "version": trt_version,
             "strongly_typed": built.plan.strongly_typed,
             "builder_flags": list(built.plan.flags),
             "workspace_mb": opts["workspace_mb"],
@@ -259,19 +223,19 @@ def _engine_manifest(trt, source: dict, onnx_path: Path, built: _Built, calib, o
             "timing_cache": timing.name if timing else None,
         },
         gpu=built.gpu,
-        build_log=log_path.name,
-        tools=dict(source.get("tools") or {}, tensorrt=trt.__version__),
+        build_log=log_name,
+        tools=dict(source.get("tools") or {}, tensorrt=trt_version),
     )
     manifest["input"] = dict(source["input"], max_batch=int(built.shapes[2][0]))
-    if built.feed is not None:
-        manifest["calibration"] = {
-            **{k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")},
-            "method": "TensorRT IInt8EntropyCalibrator2 (implicit INT8)",
-            "batch": built.feed.batch_size,
-            "batches": built.feed.batches_fed,
-            "cache": built.cache_file.name,
-            "cache_reused": built.feed.used_cache,
-        }
+    if built.feed is not None:  # implicit INT8: this build calibrated; else the ONNX file's calibration holds
+        manifest["calibration"] = artifact.calibration_record(
+            calib,
+            method="TensorRT IInt8EntropyCalibrator2 (implicit INT8)",
+            batch=built.feed.batch_size,
+            batches=built.feed.batches_fed,
+            cache=built.cache_file.name,
+            cache_reused=built.feed.used_cache,
+        )
     return manifest
 
 
@@ -301,10 +265,8 @@ def build_engine(
     drift from the ONNX through ONNX Runtime, recorded before the engine is written. TensorRT's log
     goes to `<output>.log` whether the build succeeds or not.
     """
+    from fsanet.export import artifact
     from fsanet.runtimes.tensorrt import CapturingLogger, import_tensorrt
-
-    from fsanet.files import atomic_write
-    from fsanet.manifest import write_sidecar
 
     onnx_path, output = Path(onnx_path), Path(output)
     if output.suffix not in (".engine", ".plan"):
@@ -314,7 +276,7 @@ def build_engine(
     if workspace_mb < 1 or calib_batch < 1:
         raise DataError(f"workspace ({workspace_mb} MiB) and calibration batch ({calib_batch}) must be positive")
     trt = import_tensorrt()
-    source = _source_manifest(onnx_path)
+    source = artifact.read_source(onnx_path, "tensorrt")
     opts = {
         "max_batch": max_batch,
         "opt_batch": opt_batch,
@@ -331,9 +293,9 @@ def build_engine(
             built = _compile(trt, logger, onnx_path, tmp, precision, calib, opts, header)
         finally:
             _write_log(log_path, header, logger)
-        manifest = _engine_manifest(trt, source, onnx_path, built, calib, opts, log_path)
-        if verify is not None:
-            manifest["verification"] = _verify(built.engine, manifest, onnx_path, verify, verify_name)
-        atomic_write(output, lambda dst: Path(dst).write_bytes(built.engine.read_bytes()))
-    write_sidecar(output, manifest)
-    return manifest
+        manifest = _engine_manifest(source, built, trt.__version__, calib, opts, log_path.name)
+        if verify is not None:  # against the ONNX file it was built from, through ONNX Runtime
+            artifact.verify(
+                built.engine, manifest, onnx_path, verify, "tensorrt", against=onnx_path.name, faces=verify_name
+            )
+        return artifact.write_copy(output, built.engine, manifest)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from fsanet.export.onnx import TOLERANCE_DEG, default_verification_crops
 
-from fsanet.errors import BackendUnavailable, ExportError
+from fsanet.errors import BackendUnavailable
 
 
 def _convert(model, path: Path) -> None:
@@ -31,12 +31,10 @@ def _convert(model, path: Path) -> None:
 def export_tflite(checkpoint_path, output, verify: np.ndarray | None = None, verify_name: str = "") -> dict:
     from importlib.metadata import version
 
-    from fsanet.runtimes.tflite import TFLiteRuntime
+    from fsanet.export import artifact
 
     from fsanet import checkpoint
     from fsanet.evaluate import predict_torch
-    from fsanet.files import atomic_write, sha256
-    from fsanet.manifest import base_manifest, write_sidecar
 
     checkpoint_path, output = Path(checkpoint_path), Path(output)
     payload = checkpoint.load_payload(checkpoint_path)
@@ -47,29 +45,14 @@ def export_tflite(checkpoint_path, output, verify: np.ndarray | None = None, ver
         model.share_image_convolution = False
     if verify is None:
         verify, verify_name = default_verification_crops()
-    manifest = base_manifest(
-        precision="fp32",
-        backend_format="tflite",
-        members=[m.get("variant") or "custom" for m in payload.get("sources", [])] or None,
-        source={"file": checkpoint_path.name, "sha256": sha256(checkpoint_path)},
-        calibration=None,
-        tools={n: version(n) for n in ("torch", "litert-torch", "ai-edge-litert", "fsanet-edge")},
-    )
+    tools = {n: version(n) for n in ("torch", "litert-torch", "ai-edge-litert", "fsanet-edge")}
+    manifest = artifact.float_manifest(checkpoint_path, payload, "tflite", tools)
     manifest["input"]["shape"] = [1, 3, 64, 64]
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / "model.tflite"
         _convert(model, candidate)
-        with TFLiteRuntime(candidate, manifest=manifest) as rt:
-            got = rt.predict(verify)
-        diff = float(np.abs(got - predict_torch(model, verify)).max())
-        if not diff <= TOLERANCE_DEG:
-            raise ExportError("tflite", f"LiteRT differs from PyTorch by {diff:.2e} degrees; not written")
-        manifest["verification"] = {
-            "against": "pytorch",
-            "faces": verify_name,
-            "count": len(verify),
-            "max_abs_diff_deg": diff,
-        }
-        atomic_write(output, lambda dst: Path(dst).write_bytes(candidate.read_bytes()))
-    write_sidecar(output, manifest)
-    return manifest
+        artifact.verify(
+            candidate, manifest, predict_torch(model, verify), verify, "tflite",
+            against="pytorch", faces=verify_name, max_abs_diff=TOLERANCE_DEG,
+        )  # fmt: skip
+        return artifact.write_copy(output, candidate, manifest)

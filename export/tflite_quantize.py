@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from fsanet.export import artifact
 
 from fsanet.errors import BackendUnavailable, DataError, ExportError
 
@@ -100,20 +101,12 @@ def _quantize(float_path: Path, precision: str, static_ops: tuple[str, ...], qsv
     return bytes(result.quantized_model)
 
 
-def _drift(buf: bytes, manifest: dict, reference, faces: np.ndarray) -> dict:
-    from fsanet.benchmarks.accuracy import drift
-    from fsanet.runtimes.estimator import PoseEstimator
-    from fsanet.runtimes.tflite import TFLiteRuntime
-
+def _measure(buf: bytes, manifest: dict, reference, faces: np.ndarray, stage: str) -> dict:
+    """Drift of a quantized flatbuffer from `reference` (angles on `faces`), through LiteRT."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "candidate.tflite"
         path.write_bytes(buf)
-        try:
-            with TFLiteRuntime(path, manifest=manifest) as rt:
-                got = PoseEstimator(rt).predict(faces)
-        except DataError as e:
-            raise ExportError("tflite-quantize", f"the quantized model does not run: {e}") from e
-    return drift(got, reference)
+        return artifact.measure_drift(path, reference, faces, stage, manifest)
 
 
 def quantize_tflite(
@@ -126,48 +119,33 @@ def quantize_tflite(
     calib=None,
     static_ops: tuple[str, ...] = STATIC_INT8_OPS,
     max_drift: float | None = None,
+    reference_name: str = "float ONNX",
 ) -> dict:
     """Write `output`, a quantized copy of `float_path` (an fsanet FP32 TFLite export), with its
-    manifest. `reference`: the float model's angles on `faces`, which drift is measured against.
-    `max_drift` (INT8 only): search `INT8_CANDIDATES` for the op types that keep the mean drift
-    within it, instead of using `static_ops`."""
+    manifest. `reference`: the float model's angles on `faces` (`reference_name`: whose), which
+    drift is measured against. `max_drift` (INT8 only): search `INT8_CANDIDATES` for the op types
+    that keep the mean drift within it, instead of using `static_ops`."""
     from importlib.metadata import version
-
-    from fsanet.files import atomic_write, sha256
-    from fsanet.manifest import read_sidecar, write_sidecar
 
     float_path, output = Path(float_path), Path(output)
     stage = next(t for t, p in PRECISIONS.items() if p == precision)
-    source = read_sidecar(float_path)
-    if source is None or source.get("precision") != "fp32":
-        raise ExportError(stage, f"{float_path}: needs an fsanet FP32 TFLite export with its manifest")
+    manifest = artifact.derived_manifest(float_path, stage, precision=precision)
     if precision == "int8" and calib is None:
         raise DataError(f"--to {stage} needs --calib calib.npz (build one with `fsanet calib build`)")
-    manifest = {k: v for k, v in source.items() if k not in ("file", "sha256", "size_bytes", "verification")}
-    manifest.update(precision=precision, float_source={"file": float_path.name, "sha256": source["sha256"]})
-    manifest["tools"] = dict(manifest.get("tools", {}), **{"ai-edge-quantizer": version("ai-edge-quantizer")})
+    manifest["tools"] = dict(manifest["tools"] or {}, **{"ai-edge-quantizer": version("ai-edge-quantizer")})
     qsvs, search = None, None
     if precision == "int8":
-        manifest["calibration"] = {k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")}
+        manifest["calibration"] = artifact.calibration_record(calib)
         qsvs = _calibrate(float_path, calib, INT8_CANDIDATES if max_drift is not None else static_ops)
         if max_drift is not None:
             static_ops, search = _search(float_path, manifest, qsvs, reference, faces, max_drift)
     buf = _quantize(float_path, precision, static_ops, qsvs)
-    d = _drift(buf, manifest, reference, faces)
-    if not np.isfinite(d["max"]):
-        raise ExportError(stage, "the angles are not finite; not written")
     manifest["quantization"] = _describe(float_path, precision, static_ops, search)
-    manifest["verification"] = {
-        "against": "float ONNX",
-        "faces": faces_name,
-        "count": len(faces),
-        "drift_mean_deg": d["mean"],
-        "drift_max_deg": d["max"],
-    }
-    atomic_write(output, lambda dst: Path(dst).write_bytes(buf))
-    write_sidecar(output, manifest)
-    manifest["sha256"] = sha256(output)
-    return manifest
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / output.name
+        candidate.write_bytes(buf)
+        artifact.verify(candidate, manifest, reference, faces, stage, against=reference_name, faces=faces_name)
+        return artifact.write_copy(output, candidate, manifest)
 
 
 def _describe(float_path: Path, precision: str, static_ops, search) -> dict:
@@ -182,29 +160,24 @@ def _describe(float_path: Path, precision: str, static_ops, search) -> dict:
             "int8 weights, float compute": list(WEIGHT_ONLY_OPS),
         }
     quantized = {op for ops in weights.values() for op in ops}
-    described = dict(weights, float=sorted(op for op in present if op not in quantized))
-    return dict(described, search=search) if search else described
+    return dict(weights, float=sorted(op for op in present if op not in quantized), search=search)
 
 
 def _search(float_path, manifest, qsvs, reference, faces, max_drift: float):
-    """Greedy: add each candidate op type to the INT8 set, keep it when the drift holds."""
-    from tqdm import tqdm
-
+    """Greedy (`artifact.Search.grow`): add each candidate op type to the INT8 set, keep it when
+    the drift holds."""
     present = graph_op_types(float_path)
-    chosen: list[str] = []
-    trajectory = []
-    candidates = [op for op in INT8_CANDIDATES if op in present]
-    for op in tqdm(candidates, desc="INT8 op search", unit="op type", leave=False, disable=None):
-        trial = tuple(chosen + [op])
-        d = _drift(_quantize(float_path, "int8", trial, qsvs), manifest, reference, faces)
-        kept = bool(d["mean"] <= max_drift)
-        trajectory.append({"int8": list(trial), "drift_mean_deg": d["mean"], "drift_max_deg": d["max"], "kept": kept})
-        if kept:
-            chosen.append(op)
+
+    def measure(ops: tuple[str, ...]) -> dict:
+        return _measure(_quantize(float_path, "int8", ops, qsvs), manifest, reference, faces, "tflite-int8")
+
+    search = artifact.Search(max_drift, "int8", measure)
+    chosen = search.grow(op for op in INT8_CANDIDATES if op in present)
     if not chosen:
+        first = search.trajectory[0]["drift_mean_deg"] if search.trajectory else None
         raise ExportError(
             "tflite-int8",
             f"no op type can go to INT8 within a mean drift of {max_drift} degrees "
-            f"(first try: {trajectory[0]['drift_mean_deg']:.3f}); raise --int8-max-drift or use tflite-dynamic",
+            f"(first try: {first if first is None else round(first, 3)}); raise --int8-max-drift or use tflite-dynamic",
         )
-    return tuple(chosen), {"max_drift_deg": max_drift, "trajectory": trajectory}
+    return chosen, search.record(chosen)

@@ -70,7 +70,11 @@ def quantizer_count(model: torch.nn.Module) -> int:
 
 
 def calibration_record(calib) -> dict:
-    return {k: calib.manifest.get(k) for k in ("source", "count", "sampling", "seed", "sha256")}
+    """What the checkpoint (and the INT8 file exported from it) records of the calibration set:
+    the one record every quantized export writes (fsanet.export.artifact)."""
+    from fsanet.export.artifact import calibration_record
+
+    return calibration_record(calib)
 
 
 def save_qat(model: torch.nn.Module, path: str | Path, float_payload: dict, calib: dict, sources: list[dict]) -> Path:

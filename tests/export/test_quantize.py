@@ -67,8 +67,8 @@ def test_int8_mae_stays_within_0_2_of_float(int8_onnx, fusion_onnx, shared_data,
 def test_accuracy_controlled_search_records_its_trials(fusion_onnx, calib_afw, helen, tmp_path):
     m = quantize_with_budget(fusion_onnx, calib_afw, tmp_path / "s.onnx", 3.0, helen[:100], "helen 100")
     search = m["quantization"]["search"]
-    assert search["max_drift_deg"] == 3.0 and search["trials"]
-    assert search["trials"][-1]["drift_mean_deg"] <= 3.0
+    assert search["max_drift_deg"] == 3.0 and search["trajectory"]
+    assert search["trajectory"][-1]["drift_mean_deg"] <= 3.0
     assert m["verification"]["drift_mean_deg"] <= 3.0
 
 
