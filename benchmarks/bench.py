@@ -9,7 +9,6 @@ measured in its own phase of rounds (all batch-1 rounds, then all batch-32 round
 from __future__ import annotations
 
 import itertools
-import platform
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -145,6 +144,9 @@ def run_bench(
     peak = _peak_kernel(cfg)  # a bad --peak-gflops fails before any model is loaded
     steps = len(models) * (cfg.rounds * len(cfg.batches) + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
+    from fsanet.benchmarks import machine
+
+    heat = machine.thermal()  # before the run; compared with after it (throttling)
     with tqdm(total=steps, desc="bench", unit="step", disable=None) as progress:
         rts = {}
         for name, model in zip(names, models, strict=True):
@@ -203,11 +205,7 @@ def run_bench(
     _ratios(results, names[0], cfg.batches, rounds)
     return {
         "config": asdict(cfg) | {"rounds": cfg.rounds},
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "system": platform.platform(),
-        },
+        "machine": machine.fingerprint(cfg.threads) | _heat(heat, machine),
         "data": getattr(data, "source", None),
         "faces": getattr(faces, "source", None),
         "reference": ref_name,
@@ -215,6 +213,14 @@ def run_bench(
         "peak": peak_info,
         "artifacts": results,
     }
+
+
+def _heat(before: dict, machine) -> dict:
+    """Thermal zones before and after the run, and a warning for each that reached its trip point."""
+    if not before:
+        return {}
+    after = machine.thermal()
+    return {"thermal_before": before, "thermal_after": after, "warnings": machine.throttle_warnings(before, after)}
 
 
 def _peak_info(cfg: BenchConfig, peak, peak_rounds: list) -> dict | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from fsanet.benchmarks.latency import batch_of, time_calls
+from fsanet.benchmarks.machine import describe as describe_machine
 
 from fsanet.errors import DataError
 from fsanet.files import atomic_write, write_text
@@ -50,7 +51,10 @@ def profile_onnx(
         events = json.loads(Path(rt.end_profiling()).read_text())
         source = str(rt.path)
     nodes, run_ms = _kernel_times(events, runs)
+    from fsanet.benchmarks.machine import fingerprint
+
     return {
+        "machine": fingerprint(threads),
         "model": source,
         "batch": batch,
         "threads": threads,
@@ -143,6 +147,7 @@ def markdown(result: dict, top: int = 20) -> str:
         f"{result['runs']} profiled runs after warm-up. p50 without the profiler: {result['p50_ms']:.3f} ms; "
         f"with it, a run took {result['profiled_run_ms']:.3f} ms, of which kernels {result['kernel_ms']:.3f} ms "
         "(the profiler adds a few us per node: compare shares).",
+        f"Machine: {describe_machine(result['machine'])}." if result.get("machine") else "",
         "",
         "| operator | nodes | us per run | share of kernel time | MFLOP | GFLOP/s |",
         "|---|---|---|---|---|---|",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fsanet.benchmarks.machine import describe as describe_machine
+
 from fsanet.files import json_text, write_text
 
 
@@ -99,7 +101,8 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
         f"drift reference: {result['reference'] or '-'}.",
-        f"Machine: {result['machine']['processor']}, {result['machine']['system']}.",
+        f"Machine: {describe_machine(result['machine'])}.",
+        *(f"**Warning: {w}** (the run may have been throttled)." for w in result["machine"].get("warnings", [])),
         _peak_line(result),
         "",
         markdown_table(result),

@@ -112,6 +112,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         "verdict": "PASS" if not violations else "FAIL",
         "violations": [str(v) for v in violations],
         "failed_artifacts": sorted({v.artifact for v in violations}),
+        "machine": result["machine"],
         "seconds": stages,
         "reports": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in paths.items()},
     }
@@ -145,6 +146,7 @@ def verdict_table(summary: dict, result: dict) -> str:
 
 
 def _write_summary(out: Path, summary: dict, result: dict) -> None:
+    from fsanet.benchmarks.machine import describe as describe_machine
     from fsanet.files import json_text, write_text
 
     table = verdict_table(summary, result)
@@ -156,6 +158,7 @@ def _write_summary(out: Path, summary: dict, result: dict) -> None:
         f"Model: {summary['model']['from']} ({summary['model']['checkpoint']}). Calibration: {cfg['calib']} "
         f"({summary['calibration']}). MAE on {cfg['data']}; drift against the float ONNX on "
         f"{cfg['faces'] or cfg['data']}. ONNX Runtime / LiteRT on the CPU, {cfg['threads']} thread(s), batch 1.",
+        f"Machine: {describe_machine(summary['machine'])}.",
         "",
         table,
         "",
