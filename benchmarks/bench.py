@@ -234,13 +234,20 @@ def _peak_info(cfg: BenchConfig, peak, peak_rounds: list) -> dict | None:
 
 def _ratios(results: dict, baseline: str, batches, rounds: dict) -> None:
     """p50 of each artifact over the baseline's (the first model of the run), and over every
-    other artifact's, per batch size: all measured in this run. `p50_ratio_rounds` adds the
-    10th and 90th percentile of the same ratio taken round by round: how steady it was."""
+    other artifact's, per batch size: all measured in this run. `p50_ratio_ci` is the 95%
+    interval of each ratio from a paired bootstrap over rounds (benchmarks/intervals.py);
+    `p50_ratio_rounds` the 10th and 90th percentile of the ratio taken round by round."""
+    from fsanet.benchmarks.intervals import ratio_interval, resampled_p50
+
     p50 = {n: {str(b): r["latency"]["compute"][str(b)]["p50_ms"] for b in batches} for n, r in results.items()}
     per_round = {n: {str(b): np.array([np.median(t) for t in rounds[n][b]]) for b in batches} for n in results}
+    boot = {str(b): resampled_p50({n: rounds[n][b] for n in results}) for b in batches}
     for name, r in results.items():
         r["p50_ratio"] = {b: p50[name][b] / p50[baseline][b] for b in p50[name]}
         r["p50_ratio_to"] = {other: {b: p50[name][b] / p50[other][b] for b in p50[name]} for other in p50}
+        r["p50_ratio_ci"] = {
+            other: {b: ratio_interval(boot[b][name], boot[b][other]) for b in p50[name]} for other in p50
+        }
         r["p50_ratio_rounds"] = {
             other: {b: _spread(per_round[name][b] / per_round[other][b]) for b in p50[name]} for other in p50
         }

@@ -58,8 +58,8 @@ def _gflops(r: dict) -> str:
 
 
 def ratio_matrix(result: dict, batch: str) -> str:
-    """p50 of the row's artifact divided by the column's, at one batch size; in brackets the
-    10th-90th percentile of the same ratio round by round."""
+    """p50 of the row's artifact divided by the column's, at one batch size; in square brackets
+    its 95% bootstrap interval, in round brackets the 10th-90th percentile round by round."""
     names = list(result["artifacts"])
     rows = [f"| p50 ratio, batch {batch} (row / column) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for n in names:
@@ -67,7 +67,10 @@ def ratio_matrix(result: dict, batch: str) -> str:
         cells = []
         for o in names:
             cell = f"{r['p50_ratio_to'][o][batch]:.2f}"
+            ci = r.get("p50_ratio_ci", {}).get(o, {}).get(batch)
             spread = r.get("p50_ratio_rounds", {}).get(o, {}).get(batch)
+            if o != n and ci:
+                cell += f" [{ci['low']:.2f}-{ci['high']:.2f}]"
             if o != n and spread:
                 cell += f" ({spread['p10']:.2f}-{spread['p90']:.2f})"
             cells.append(cell)
@@ -82,7 +85,16 @@ def _peak_line(result: dict) -> str:
     return f"Peak FP32: {peak['gflops_per_s']:.1f} GFLOP/s ({peak['source']}); GFLOP/s column: share of it in brackets."
 
 
-def verdict_lines(violations) -> list[str]:
+def verdict_lines(violations, result: dict | None = None) -> list[str]:
+    """The budget's verdict; `violations` None: no budget was given (then artifacts that
+    produced non-finite angles are still named, as warnings)."""
+    if violations is None:
+        broken = [
+            f"warning: {name} produced non-finite angles on {r['non_finite']['faces']} of {r['non_finite']['of']} faces"
+            for name, r in (result or {}).get("artifacts", {}).items()
+            if (r.get("non_finite") or {}).get("faces")
+        ]
+        return ["verdict: none (no --budget given)", *broken]
     if not violations:
         return ["verdict: PASS (every budget limit holds)"]
     return ["verdict: FAIL"] + [f"  - {v}" for v in violations]
@@ -109,11 +121,12 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         "",
         *(ratio_matrix(result, str(b)) + "\n" for b in cfg["batches"]),
         "p50 ratios are measured in this run: the table's column against the first model, the "
-        "matrices between every pair; in brackets the 10th-90th percentile of the ratio taken round "
-        "by round (how steady it was during the run). "
+        "matrices between every pair; in square brackets its 95% interval (a paired bootstrap over "
+        "the interleaved rounds: how far the ratio could move in a repeated run), in round brackets "
+        "the 10th-90th percentile of the ratio taken round by round (how steady it was). "
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
-        *verdict_lines(violations),
+        *verdict_lines(violations, result),
         "",
         "![latency](latency.png) ![errors](errors.png)",
         "",
@@ -163,7 +176,7 @@ def write_reports(result: dict, violations, out_dir: str | Path) -> dict[str, Pa
         result,
         violations=[
             {"artifact": v.artifact, "metric": v.metric, "limit": v.limit, "measured": v.measured, "detail": v.detail}
-            for v in violations
+            for v in violations or []
         ],
     )
     write_text(out / "report.json", json_text(full))

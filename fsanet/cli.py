@@ -181,11 +181,11 @@ def _bench(args) -> int:
         denormals_as_zero=not args.keep_denormals,
     )
     result = run_bench(args.models, data, faces, args.reference, cfg)
-    violations = check(budget, result["artifacts"], args.budget) if budget else []
+    violations = check(budget, result["artifacts"], args.budget) if budget else None
     paths = write_reports(result, violations, args.output)
     print(markdown_table(result))
     print(ratio_matrix(result, str(cfg.batches[0])))
-    print("\n".join(verdict_lines(violations)))
+    print("\n".join(verdict_lines(violations, result)))
     print(f"reports: {paths['markdown']}, {paths['json']}, {', '.join(str(p) for p in paths['plots'])}")
     return 1 if violations else 0
 

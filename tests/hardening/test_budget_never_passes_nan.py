@@ -106,3 +106,10 @@ def test_eval_of_a_good_model_writes_strict_json(tiny_models, make_npz, tmp_path
     code, _, _ = run(capsys, "eval", tiny_models["mean"], "--data", data, "--json", tmp_path / "e.json")
     assert code == 0
     assert np.isfinite(json.loads((tmp_path / "e.json").read_text())["mae"]["mean"])
+
+
+def test_without_a_budget_there_is_no_pass_and_a_nan_model_is_named(tiny_models, noise_faces, tmp_path, capsys):
+    code, out, _ = run(capsys, "bench", tiny_models["nan"], "--faces", noise_faces, *FAST, "-o", tmp_path / "rep")
+    assert code == 0  # nothing to judge against: exit 1 is for a violated budget only
+    assert "verdict: none (no --budget given)" in out and "PASS" not in out
+    assert "warning: nan.onnx produced non-finite angles on 4 of 4 faces" in out
