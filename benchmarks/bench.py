@@ -1,9 +1,15 @@
 """`fsanet bench`: several artifacts side by side, in one run, on the same inputs.
 
-Latency is measured in short interleaved rounds (10 calls of artifact A, of B, of C, then A
-again, ...) so that a noisy machine slows all of them alike and the ratios between them stay
-meaningful; a shared VM's slow spells last seconds, longer than a round. Each batch size is
-measured in its own phase of rounds (all batch-1 rounds, then all batch-32 rounds).
+Latency is measured in two states, both reported:
+- hot: rounds of `hot_round_runs` consecutive calls of one artifact (its weights and
+  activations stay in the caches: a head-pose model alone in a loop, steady state);
+- in the loop: rounds of `round_runs` calls, each preceded by an untimed write over as many
+  bytes as this machine's L2 + L3 (what a face detector and the rest of a frame's work do to
+  the caches before the model runs each frame).
+The artifacts take turns round by round (A, B, C, then A again, ...) so that a noisy machine
+slows all of them alike and the ratios between them stay meaningful; a shared VM's slow spells
+last seconds, longer than a round. Every call takes the next of several input batches (never
+the same input twice in a row). Each batch size is its own phase (all batch-1 rounds first).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from fsanet.benchmarks.accuracy import drift, mae, non_finite_faces
 from fsanet.benchmarks.flops import flops_per_face
-from fsanet.benchmarks.latency import batch_of, summarise, time_calls
+from fsanet.benchmarks.latency import CacheSweep, cycled, input_batches, summarise, time_calls
 from fsanet.runtimes import model_file
 from fsanet.runtimes.estimator import PoseEstimator
 
@@ -27,8 +33,10 @@ class BenchConfig:
     threads: int = 1
     runs: int = 300
     warmup: int = 30
-    round_runs: int = 10  # timed calls per artifact and batch in one interleaved round
+    round_runs: int = 10  # in-loop state: timed calls per artifact and batch in one interleaved round
+    hot_round_runs: int = 50  # hot state: consecutive timed calls of one artifact per round
     rewarm: int = 2  # untimed calls after switching artifacts (caches hold the other model)
+    sweep_bytes: int | None = None  # in-loop state: bytes written before each call; None: L2 + L3
     provider: str = "cpu"
     device: str = "cpu"
     end_to_end: bool = True
@@ -38,7 +46,22 @@ class BenchConfig:
 
     @property
     def rounds(self) -> int:
+        """In-loop rounds."""
         return max(self.runs // self.round_runs, 1)
+
+    @property
+    def hot_length(self) -> int:
+        """Calls per hot round: `hot_round_runs`, shorter when `runs` is small (two rounds at least)."""
+        return min(self.hot_round_runs, max(self.runs // 2, 1))
+
+    @property
+    def hot_rounds(self) -> int:
+        return max(self.runs // self.hot_length, 2)
+
+    def __post_init__(self):
+        counts = (self.threads, self.runs, self.round_runs, self.hot_round_runs, *self.batches)
+        if not self.batches or min(counts) < 1 or min(self.warmup, self.rewarm) < 0:
+            raise DataError(f"bench: batches, threads, runs and round lengths must be >= 1, warm-ups >= 0: {self}")
 
 
 def artifact_names(models: list[str], reference: str | None = None) -> list[str]:
@@ -79,27 +102,44 @@ def _peak_kernel(cfg: BenchConfig):
     return GemmPeak(cfg.threads, cfg.denormals_as_zero)
 
 
+def sweep_size(cfg: BenchConfig) -> int:
+    """Bytes written before each in-loop call: this machine's L2 + L3 (32 MiB where unknown)."""
+    if cfg.sweep_bytes:
+        return cfg.sweep_bytes
+    from fsanet.benchmarks.machine import cache_bytes, caches
+
+    sizes = [cache_bytes(v) for k, v in caches().items() if k in ("L2", "L3")]
+    return sum(s for s in sizes if s) or 32 << 20
+
+
 def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress, peak=None) -> tuple[dict, list]:
-    """Compute-only latency per artifact and batch size. Each batch size is its own phase, in
-    which the artifacts take turns round by round; each round's samples stay separate
-    (per-round ratios show how steady a ratio is within the run). Phases, because a deployment
-    runs one batch size: a batch-1 call timed right after another model's batch-32 call pays
-    for that call's cache evictions, which no batch-1 deployment does."""
-    times = {name: {b: [] for b in cfg.batches} for name in rts}
+    """Compute-only latency per state, artifact and batch size: {state: {name: {batch: [round
+    samples]}}}. Each batch size is its own phase, hot rounds first, then in-loop rounds; in
+    each, the artifacts take turns round by round, and each round's samples stay separate (the
+    ratios' intervals resample rounds). Phases, because a deployment runs one batch size: a
+    batch-1 call timed right after another model's batch-32 call pays for its cache evictions."""
+    times = {state: {name: {b: [] for b in cfg.batches} for name in rts} for state in ("hot", "loop")}
     peak_times = []
+    sweep = CacheSweep(sweep_size(cfg))
     if peak is not None:
         time_calls(peak.run, 0, cfg.warmup)
     for b in cfg.batches:
-        inputs = {name: rt.input_format.prepare(batch_of(crops, b)) for name, rt in rts.items()}
-        calls = {name: (lambda rt=rt, x=inputs[name]: rt.infer(x)) for name, rt in rts.items()}
+        calls = {}
+        for name, rt in rts.items():
+            feed = cycled([rt.input_format.prepare(x) for x in input_batches(crops, b)])
+            calls[name] = lambda rt=rt, feed=feed: rt.infer(next(feed))
         for call in calls.values():
             time_calls(call, 0, cfg.warmup)
-        for _ in range(cfg.rounds):
+        for _ in range(cfg.hot_rounds):
             for name, call in calls.items():
-                times[name][b].append(time_calls(call, cfg.round_runs, cfg.rewarm))
+                times["hot"][name][b].append(time_calls(call, cfg.hot_length, cfg.rewarm))
                 progress.update(1)
             if peak is not None:
-                peak_times.append(time_calls(peak.run, cfg.round_runs, cfg.rewarm))
+                peak_times.append(time_calls(peak.run, cfg.hot_length, cfg.rewarm))
+        for _ in range(cfg.rounds):
+            for name, call in calls.items():
+                times["loop"][name][b].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
+                progress.update(1)
     return times, peak_times
 
 
@@ -142,7 +182,7 @@ def run_bench(
         raise DataError("bench: needs faces to run on (--faces DIR or --data DIR)")
     crops = timing_set.images()
     peak = _peak_kernel(cfg)  # a bad --peak-gflops fails before any model is loaded
-    steps = len(models) * (cfg.rounds * len(cfg.batches) + 3 + cfg.end_to_end + cfg.memory)
+    steps = len(models) * ((cfg.rounds + cfg.hot_rounds) * len(cfg.batches) + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
     from fsanet.benchmarks import machine
 
@@ -163,7 +203,10 @@ def run_bench(
             }
             progress.update(1)
         rounds, peak_rounds = _latency(rts, crops, cfg, progress, peak)
-        lat = {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in rounds.items()}
+        lat = {
+            state: {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in by_name.items()}
+            for state, by_name in rounds.items()
+        }
         peak_info = _peak_info(cfg, peak, peak_rounds)
         e2e = _end_to_end(rts, timing_set, cfg, progress) if cfg.end_to_end and timing_set.raw else {}
         data_crops = data.images() if data is not None else None
@@ -171,8 +214,12 @@ def run_bench(
         predictions = {}
         for name, rt in rts.items():
             r = results[name]
-            r["latency"] = {"compute": {str(b): summarise(t, b) for b, t in lat[name].items()}}
-            r["latency_samples_ms"] = lat[name][cfg.batches[0]].tolist()
+            r["latency"] = {  # compute: the hot state (budgets' p50/p99 keys read it); loop: in the loop
+                "compute": {str(b): summarise(t, b) for b, t in lat["hot"][name].items()},
+                "loop": {str(b): summarise(t, b) for b, t in lat["loop"][name].items()},
+            }
+            r["latency_samples_ms"] = lat["hot"][name][cfg.batches[0]].tolist()
+            r["latency_loop_samples_ms"] = lat["loop"][name][cfg.batches[0]].tolist()
             if name in e2e:
                 r["latency"]["end_to_end"] = {"1": summarise(e2e[name], 1)}
             if r["flops_per_face"]:
@@ -202,9 +249,18 @@ def run_bench(
             for name, model in zip(names, models, strict=True):
                 results[name]["memory"] = measure(model, cfg.batches[0], cfg.threads)
                 progress.update(1)
-    _ratios(results, names[0], cfg.batches, rounds)
+    _ratios(results, "compute", names[0], cfg.batches, rounds["hot"])
+    for r in results.values():  # the in-loop ratios beside the hot ones
+        r["loop_ratios"] = {}
+    _ratios(results, "loop", names[0], cfg.batches, rounds["loop"], into="loop_ratios")
     return {
-        "config": asdict(cfg) | {"rounds": cfg.rounds},
+        "config": asdict(cfg)
+        | {
+            "rounds": cfg.rounds,
+            "hot_rounds": cfg.hot_rounds,
+            "hot_length": cfg.hot_length,
+            "sweep_bytes": sweep_size(cfg),
+        },
         "machine": machine.fingerprint(cfg.threads) | _heat(heat, machine),
         "data": getattr(data, "source", None),
         "faces": getattr(faces, "source", None),
@@ -232,17 +288,20 @@ def _peak_info(cfg: BenchConfig, peak, peak_rounds: list) -> dict | None:
     return None
 
 
-def _ratios(results: dict, baseline: str, batches, rounds: dict) -> None:
+def _ratios(results: dict, state: str, baseline: str, batches, rounds: dict, into: str | None = None) -> None:
     """p50 of each artifact over the baseline's (the first model of the run), and over every
-    other artifact's, per batch size: all measured in this run. `p50_ratio_ci` is the 95%
-    interval of each ratio from a paired bootstrap over rounds (benchmarks/intervals.py);
-    `p50_ratio_rounds` the 10th and 90th percentile of the ratio taken round by round."""
+    other artifact's, per batch size, in one latency state (`compute`: hot, `loop`): all
+    measured in this run. `p50_ratio_ci` is the 95% interval of each ratio from a paired
+    bootstrap over rounds (benchmarks/intervals.py); `p50_ratio_rounds` the 10th and 90th
+    percentile of the ratio taken round by round. Written into each artifact's results, or
+    into its `into` dict."""
     from fsanet.benchmarks.intervals import ratio_interval, resampled_p50
 
-    p50 = {n: {str(b): r["latency"]["compute"][str(b)]["p50_ms"] for b in batches} for n, r in results.items()}
+    p50 = {n: {str(b): r["latency"][state][str(b)]["p50_ms"] for b in batches} for n, r in results.items()}
     per_round = {n: {str(b): np.array([np.median(t) for t in rounds[n][b]]) for b in batches} for n in results}
     boot = {str(b): resampled_p50({n: rounds[n][b] for n in results}) for b in batches}
-    for name, r in results.items():
+    for name, full in results.items():
+        r = full[into] if into else full
         r["p50_ratio"] = {b: p50[name][b] / p50[baseline][b] for b in p50[name]}
         r["p50_ratio_to"] = {other: {b: p50[name][b] / p50[other][b] for b in p50[name]} for other in p50}
         r["p50_ratio_ci"] = {

@@ -17,10 +17,11 @@ def markdown_table(result: dict) -> str:
     batches = [str(b) for b in result["config"]["batches"]]
     big = batches[-1]
     head = (
-        f"| artifact | precision | size MB | MFLOP/face | p50 ms (b1) | p99 ms (b1) | ms/face (b{big}) "
-        f"| e2e p50 ms | GFLOP/s | p50 / {result['baseline']} | MAE y/p/r (mean) | drift mean/max | peak MB |"
+        f"| artifact | precision | size MB | MFLOP/face | p50 ms (b1) | p99 ms (b1) | in-loop p50 ms (b1) "
+        f"| ms/face (b{big}) | e2e p50 ms | GFLOP/s | p50 / {result['baseline']} | MAE y/p/r (mean) | drift mean/max "
+        "| peak MB |"
     )
-    rows = [head, "|" + "---|" * 13]
+    rows = [head, "|" + "---|" * 14]
     for name, r in result["artifacts"].items():
         c = r["latency"]["compute"]
         m = r.get("mae")
@@ -36,6 +37,7 @@ def markdown_table(result: dict) -> str:
                     _f(r["flops_per_face"] and r["flops_per_face"] / 1e6, "{:.1f}"),
                     _f(c[batches[0]]["p50_ms"], "{:.3f}"),
                     _f(c[batches[0]]["p99_ms"], "{:.3f}"),
+                    _f(r["latency"].get("loop", {}).get(batches[0], {}).get("p50_ms"), "{:.3f}"),
                     _f(c[big]["p50_ms"] / int(big), "{:.3f}"),
                     _f(e2e, "{:.3f}"),
                     _gflops(r),
@@ -57,13 +59,16 @@ def _gflops(r: dict) -> str:
     return f"{r['gflops_per_s']:.1f}{share}"
 
 
-def ratio_matrix(result: dict, batch: str) -> str:
+def ratio_matrix(result: dict, batch: str, state: str = "hot") -> str:
     """p50 of the row's artifact divided by the column's, at one batch size; in square brackets
     its 95% bootstrap interval, in round brackets the 10th-90th percentile round by round."""
     names = list(result["artifacts"])
-    rows = [f"| p50 ratio, batch {batch} (row / column) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    title = f"p50 ratio, batch {batch}" + (", in the loop" if state == "loop" else "") + " (row / column)"
+    rows = [f"| {title} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for n in names:
-        r = result["artifacts"][n]
+        r = result["artifacts"][n] if state == "hot" else result["artifacts"][n].get("loop_ratios", {})
+        if "p50_ratio_to" not in r:
+            continue
         cells = []
         for o in names:
             cell = f"{r['p50_ratio_to'][o][batch]:.2f}"
@@ -105,10 +110,12 @@ def write_markdown(result: dict, violations, path: Path) -> None:
     lines = [
         "# fsanet bench",
         "",
-        f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; timed runs per batch: "
-        f"{cfg['rounds']} interleaved rounds of {cfg['round_runs']} ({cfg['rewarm']} untimed after each switch), "
-        "one phase per batch size, "
-        f"after {cfg['warmup']} warm-up runs; provider {cfg['provider']}; "
+        f"Backend threads: {cfg['threads']}; batches {cfg['batches']}; one phase per batch size after "
+        f"{cfg['warmup']} warm-up runs; hot: {cfg['hot_rounds']} interleaved rounds of {cfg['hot_length']} "
+        f"consecutive calls; in the loop: {cfg['rounds']} interleaved rounds of {cfg['round_runs']} calls, each "
+        f"after an untimed {cfg['sweep_bytes'] / 2**20:.1f} MiB memory write (this machine's L2 + L3); "
+        f"{cfg['rewarm']} untimed calls after each switch; every call takes the next input batch; "
+        f"provider {cfg['provider']}; "
         f"PyTorch device {cfg.get('device', 'cpu')}; "
         f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
@@ -120,6 +127,7 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         markdown_table(result),
         "",
         *(ratio_matrix(result, str(b)) + "\n" for b in cfg["batches"]),
+        ratio_matrix(result, str(cfg["batches"][0]), "loop") + "\n",
         "p50 ratios are measured in this run: the table's column against the first model, the "
         "matrices between every pair; in square brackets its 95% interval (a paired bootstrap over "
         "the interleaved rounds: how far the ratio could move in a repeated run), in round brackets "

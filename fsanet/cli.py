@@ -185,6 +185,7 @@ def _bench(args) -> int:
     paths = write_reports(result, violations, args.output)
     print(markdown_table(result))
     print(ratio_matrix(result, str(cfg.batches[0])))
+    print(ratio_matrix(result, str(cfg.batches[0]), "loop"))
     print("\n".join(verdict_lines(violations, result)))
     print(f"reports: {paths['markdown']}, {paths['json']}, {', '.join(str(p) for p in paths['plots'])}")
     return 1 if violations else 0

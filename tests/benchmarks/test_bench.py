@@ -74,8 +74,15 @@ def test_reports_hold_every_measure(bench_run):
     assert "| fusion.onnx | fp32 |" in text and "p50 ratio, batch 8 (row / column)" in text
     assert f"Peak FP32: {peak['gflops_per_s']:.1f} GFLOP/s (measured in this run" in text
     spread = fusion["p50_ratio_rounds"]["fsanet-1x1-iter-688590.onnx"]["1"]
-    assert spread["rounds"] == 4 and spread["p10"] <= spread["p90"]
+    assert spread["rounds"] == result["config"]["hot_rounds"] == 2 and spread["p10"] <= spread["p90"]
     assert f"({spread['p10']:.2f}-{spread['p90']:.2f})" in text
+    ci = fusion["p50_ratio_ci"]["fsanet-1x1-iter-688590.onnx"]["1"]
+    assert ci["low"] <= ci["high"] and f"[{ci['low']:.2f}-{ci['high']:.2f}]" in text
+    # the in-loop state: 4 rounds of 10 calls, each after a sweep of this machine's L2 + L3
+    loop = fusion["loop_ratios"]["p50_ratio_rounds"]["fsanet-1x1-iter-688590.onnx"]["1"]
+    assert loop["rounds"] == result["config"]["rounds"] == 4 and result["config"]["sweep_bytes"] > 1 << 20
+    assert fusion["latency"]["loop"]["1"]["runs"] == 40 and fusion["latency"]["compute"]["1"]["runs"] == 40
+    assert "p50 ratio, batch 1, in the loop (row / column)" in text and result["machine"]["cpu"] in text
     ratio = fusion["p50_ratio_to"]["foxtracker_fsanet_capsule_official_weights.onnx"]["1"]
     fox = result["artifacts"]["foxtracker_fsanet_capsule_official_weights.onnx"]["latency"]["compute"]["1"]["p50_ms"]
     assert ratio == pytest.approx(fusion["latency"]["compute"]["1"]["p50_ms"] / fox)
@@ -120,13 +127,14 @@ def test_missing_libraries_map_to_the_extra_of_the_command():
 
 
 def test_latency_measures_each_batch_size_in_its_own_interleaved_phase(reference_models, shared_data):
-    """All batch-1 rounds (artifacts taking turns) come before any batch-8 call."""
-    cfg = BenchConfig(batches=(1, 8), runs=6, round_runs=2, rewarm=1, warmup=1)
+    """All batch-1 rounds (artifacts taking turns; hot rounds, then in-loop rounds) come before
+    any batch-8 call, and no call repeats the previous call's input."""
+    cfg = BenchConfig(batches=(1, 8), runs=6, round_runs=2, hot_round_runs=3, rewarm=1, warmup=1, sweep_bytes=1 << 20)
     rts = {name: _open(model, cfg) for name, model in reference_models.items()}
     calls = []
     for name, rt in rts.items():
         infer = rt.infer
-        rt.infer = lambda x, name=name, infer=infer: calls.append((name, len(x))) or infer(x)
+        rt.infer = lambda x, name=name, infer=infer: calls.append((name, len(x), x.tobytes())) or infer(x)
 
     class Count:
         steps = 0
@@ -139,11 +147,19 @@ def test_latency_measures_each_batch_size_in_its_own_interleaved_phase(reference
     times, _ = _latency(rts, crops, cfg, progress)
     for rt in rts.values():
         rt.close()
-    batches = [b for _, b in calls]
+    batches = [b for _, b, _ in calls]
     assert batches == sorted(batches) and set(batches) == {1, 8}
-    timed_b1 = [name for name, b in calls if b == 1][2:]  # after one warm-up call each
-    assert timed_b1 == (["foxtracker"] * 3 + ["omasaht-1x1"] * 3) * cfg.rounds  # 1 untimed + 2 timed each
-    assert progress.steps == cfg.rounds * len(cfg.batches) * len(rts)
-    for per_b in times.values():
+    timed_b1 = [name for name, b, _ in calls if b == 1][2:]  # after one warm-up call each
+    assert (cfg.hot_length, cfg.hot_rounds) == (3, 2)
+    hot = (["foxtracker"] * 4 + ["omasaht-1x1"] * 4) * cfg.hot_rounds  # 1 untimed + 3 timed each
+    loop = (["foxtracker"] * 3 + ["omasaht-1x1"] * 3) * cfg.rounds  # 1 untimed + 2 timed each
+    assert timed_b1 == hot + loop
+    for name in rts:  # every call takes the next input: never the same bytes twice in a row
+        inputs = [x for n, _, x in calls if n == name]
+        assert all(a != b for a, b in zip(inputs, inputs[1:], strict=False))
+    assert progress.steps == (cfg.rounds + cfg.hot_rounds) * len(cfg.batches) * len(rts)
+    for per_b in times["hot"].values():
+        assert [len(t) for t in per_b[8]] == [cfg.hot_length] * cfg.hot_rounds
+    for per_b in times["loop"].values():
         assert [len(t) for t in per_b[8]] == [cfg.round_runs] * cfg.rounds
         assert np.all(np.concatenate(per_b[1]) > 0)
