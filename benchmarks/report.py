@@ -90,6 +90,34 @@ def _peak_line(result: dict) -> str:
     return f"Peak FP32: {peak['gflops_per_s']:.1f} GFLOP/s ({peak['source']}); GFLOP/s column: share of it in brackets."
 
 
+def recommendation(result: dict, violations) -> list[str]:
+    """Per runtime, the fastest artifact on this machine among those that hold the budget (all
+    measured ones without a budget), hot and in the loop: the answer to "which file do I ship
+    on this machine", with the figures that decide it."""
+    batch = str(result["config"]["batches"][0])
+    failed = {v.artifact for v in violations or []}
+    by_backend: dict[str, list] = {}
+    for name, r in result["artifacts"].items():
+        if name in failed or (r.get("non_finite") or {}).get("faces"):
+            continue
+        by_backend.setdefault(r["backend"], []).append((name, r))
+    scope = "within the budget" if violations is not None else "measured (no budget given)"
+    lines = [f"fastest on this machine ({result['machine']['cpu']}), batch {batch}, {scope}:"]
+    for backend, rows in sorted(by_backend.items()):
+        hot = min(rows, key=lambda nr: nr[1]["latency"]["compute"][batch]["p50_ms"])
+        loop = min(rows, key=lambda nr: nr[1]["latency"]["loop"][batch]["p50_ms"])
+        h, lp = hot[1]["latency"], loop[1]["latency"]
+        text = f"  - {backend}: {hot[0]} hot ({h['compute'][batch]['p50_ms']:.3f} ms p50, {hot[1]['precision']})"
+        if loop[0] == hot[0]:
+            text += f" and in the loop ({lp['loop'][batch]['p50_ms']:.3f} ms)"
+        else:
+            text += f"; in the loop {loop[0]} ({lp['loop'][batch]['p50_ms']:.3f} ms, {loop[1]['precision']})"
+        lines.append(text + f", of {len(rows)}")
+    if len(lines) == 1:
+        lines.append("  - none: no artifact holds the budget")
+    return lines
+
+
 def verdict_lines(violations, result: dict | None = None) -> list[str]:
     """The budget's verdict; `violations` None: no budget was given (then artifacts that
     produced non-finite angles are still named, as warnings)."""
@@ -135,6 +163,8 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
         *verdict_lines(violations, result),
+        "",
+        *recommendation(result, violations),
         "",
         "![latency](latency.png) ![errors](errors.png)",
         "",

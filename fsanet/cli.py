@@ -157,7 +157,7 @@ def _peak_gflops(text: str) -> float | str:
 def _bench(args) -> int:
     from fsanet.benchmarks.bench import BenchConfig, artifact_names, run_bench
     from fsanet.benchmarks.budget import check, check_names, load_budget
-    from fsanet.benchmarks.report import markdown_table, ratio_matrix, verdict_lines, write_reports
+    from fsanet.benchmarks.report import markdown_table, ratio_matrix, recommendation, verdict_lines, write_reports
     from fsanet.data import open_faces
 
     check_output_dir(args.output, [*args.models, args.reference, args.data, args.faces, args.budget])
@@ -186,7 +186,7 @@ def _bench(args) -> int:
     print(markdown_table(result))
     print(ratio_matrix(result, str(cfg.batches[0])))
     print(ratio_matrix(result, str(cfg.batches[0]), "loop"))
-    print("\n".join(verdict_lines(violations, result)))
+    print("\n".join(verdict_lines(violations, result) + recommendation(result, violations)))
     print(f"reports: {paths['markdown']}, {paths['json']}, {', '.join(str(p) for p in paths['plots'])}")
     return 1 if violations else 0
 
@@ -289,6 +289,7 @@ def _pipeline(args) -> int:
     print(f"verdict ({cfg.budget} budget): {summary['verdict']}")
     for v in summary["violations"]:
         print(f"  - {v}")
+    print("\n".join(summary["recommendation"]))
     print(f"report: {args.output}/summary.md")
     return 0 if summary["verdict"] == "PASS" else 1
 

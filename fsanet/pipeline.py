@@ -77,7 +77,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     from fsanet.benchmarks.bench import BenchConfig, run_bench
     from fsanet.benchmarks.budget import check, load_budget
-    from fsanet.benchmarks.report import write_reports
+    from fsanet.benchmarks.report import recommendation, write_reports
     from fsanet.data import open_faces
     from fsanet.export.targets import export_targets
 
@@ -113,6 +113,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         "violations": [str(v) for v in violations],
         "failed_artifacts": sorted({v.artifact for v in violations}),
         "machine": result["machine"],
+        "recommendation": recommendation(result, violations),
         "seconds": stages,
         "reports": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in paths.items()},
     }
@@ -164,6 +165,8 @@ def _write_summary(out: Path, summary: dict, result: dict) -> None:
         "",
         f"Verdict ({cfg['budget']} budget): **{summary['verdict']}**",
         *(f"- {v}" for v in summary["violations"]),
+        "",
+        *summary["recommendation"],
         "",
         "Full benchmark (batch 32, end-to-end, memory, ratios): [report/report.md](report/report.md). "
         f"Stage times (s): {', '.join(f'{k} {v:.0f}' for k, v in summary['seconds'].items())}.",
