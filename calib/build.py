@@ -22,6 +22,7 @@ from fsanet.errors import DataError
 from fsanet.preprocess import INPUT_SIZE
 
 FORMAT = "fsanet-calibration"
+RECORD_KEYS = ("source", "count", "sampling", "seed", "sha256")
 MIN_STD = 2.0  # a crop this flat (blank, a solid border) teaches a quantizer nothing
 
 
@@ -38,6 +39,11 @@ class CalibrationSet:
     @property
     def sha256(self) -> str:
         return self.manifest["sha256"]
+
+    def record(self, **extra) -> dict:
+        """What a quantized file (or a QAT checkpoint) records of this set: where it came from,
+        how it was drawn, and the sha256 of its crops; `extra` adds a target's own facts."""
+        return {k: self.manifest.get(k) for k in RECORD_KEYS} | extra
 
     def batches(self, input_format=None, batch_size: int = 1):
         """Model-ready float32 batches in the layout and scale of `input_format` (an

@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from fsanet.calib.build import RECORD_KEYS
 
 from fsanet.errors import BackendUnavailable, DataError, ExportError
 
 MANIFEST_KEYS = (
     "format", "version", "input", "output", "precision", "backend_format", "members", "source", "float_source",
-    "calibration", "quantization", "verification", "tools",
+    "calibration", "quantization", "verification", "tools", "built_on",
 )  # fmt: skip
 SIDECAR_KEYS = ("file", "sha256", "size_bytes")  # what fsanet.manifest.write_sidecar adds
 OWN_KEYS = (*SIDECAR_KEYS, "verification")  # facts of one file: a derived file never inherits them
-CALIBRATION_KEYS = ("source", "count", "sampling", "seed", "sha256")
+CALIBRATION_KEYS = RECORD_KEYS  # the calibration set's own record (CalibrationSet.record)
 VERIFICATION_KEYS = ("against", "faces", "count", "drift_mean_deg", "drift_max_deg", "max_abs_diff_deg")
 SEARCH_KEYS = ("max_drift_deg", "op_types_in", "trajectory", "chosen")
 TRIAL_KEYS = ("op_types", "drift_mean_deg", "drift_max_deg", "kept", "error")
@@ -58,8 +59,17 @@ def float_manifest(checkpoint_path: Path, payload: dict, backend_format: str, to
         quantization=None,
         verification=None,
         tools=tools,
+        built_on=built_on(),
         **fields,
     )
+
+
+def built_on() -> dict:
+    """The machine that writes a file (its fingerprint): an engine or a quantized file's
+    behaviour depends on it, and a latency figure taken there only means something with it."""
+    from fsanet.benchmarks.machine import fingerprint
+
+    return {k: v for k, v in fingerprint().items() if k != "threads_used"}
 
 
 def read_source(path: Path, stage: str) -> dict:
@@ -98,6 +108,7 @@ def derive(source: dict, **fields) -> dict:
         manifest.setdefault(key, None)
     manifest["backend_format"] = manifest["backend_format"] or FORMATS.get(Path(source["file"]).suffix)
     manifest.update(fields)
+    manifest["built_on"] = built_on()  # this machine, not the one that wrote the source
     return manifest
 
 
@@ -110,10 +121,9 @@ def derived_manifest(float_path: Path, stage: str, **fields) -> dict:
 
 
 def calibration_record(calib, **extra) -> dict | None:
-    """What a quantized file records of its calibration set (`fsanet.calib.CalibrationSet`)."""
-    if calib is None:
-        return None
-    return {k: calib.manifest.get(k) for k in CALIBRATION_KEYS} | extra
+    """What a quantized file records of its calibration set (`CalibrationSet.record`); None
+    for a file made without one."""
+    return None if calib is None else calib.record(**extra)
 
 
 # -- verification through the runtimes ---------------------------------------------------------

@@ -99,7 +99,7 @@ class Run:
         if self.cfg.distill:
             self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.ctx.device)
         self.model = qat.quantize_for_training(self.model, calib)
-        self.calibration = qat.calibration_record(calib)
+        self.calibration = calib.record()  # the record every quantized export writes
         targets = "float --init model (distillation)" if self.cfg.distill else "labels"
         self.info["qat"] = {"quantizers": qat.quantizer_count(self.model), "calibration": self.calibration,
                             "targets": targets}  # fmt: skip

@@ -69,14 +69,6 @@ def quantizer_count(model: torch.nn.Module) -> int:
     return sum(1 for _ in get_hook_storage(model).named_hooks())
 
 
-def calibration_record(calib) -> dict:
-    """What the checkpoint (and the INT8 file exported from it) records of the calibration set:
-    the one record every quantized export writes (fsanet.export.artifact)."""
-    from fsanet.export.artifact import calibration_record
-
-    return calibration_record(calib)
-
-
 def save_qat(model: torch.nn.Module, path: str | Path, float_payload: dict, calib: dict, sources: list[dict]) -> Path:
     """Write a QAT checkpoint: NNCF config (JSON text), quantized state, the float start point."""
     import nncf

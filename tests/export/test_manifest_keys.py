@@ -17,7 +17,7 @@ TARGETS = ("onnx", "onnx-fp16", "onnx-int8", "tflite", "tflite-fp16", "tflite-dy
 # the contract, written out: every manifest has these keys, ONNX files and engines also `opset`
 KEYS = {
     "format", "version", "input", "output", "precision", "backend_format", "members", "source", "float_source",
-    "calibration", "quantization", "verification", "tools", "file", "sha256", "size_bytes",
+    "calibration", "quantization", "verification", "tools", "built_on", "file", "sha256", "size_bytes",
 }  # fmt: skip
 ONNX_KEYS = KEYS | {"opset"}
 ENGINE_KEYS = ONNX_KEYS | {"source_onnx", "tensorrt", "gpu", "build_log"}
@@ -62,6 +62,8 @@ def test_the_contract_is_the_one_artifact_writes():
 
 
 def test_every_target_writes_the_same_keys_for_the_same_facts(exported, small_checkpoint, calib_set):
+    from fsanet.benchmarks.machine import fingerprint
+
     from fsanet.files import sha256
 
     assert sorted(exported) == sorted(TARGETS)
@@ -74,6 +76,7 @@ def test_every_target_writes_the_same_keys_for_the_same_facts(exported, small_ch
         assert m["source"] == manifests["onnx"]["source"], target
         assert m["source"]["sha256"] == sha256(small_checkpoint) and m["sha256"] == sha256(exported[target])
         assert m["backend_format"] == family and m["members"] == manifests["onnx"]["members"]
+        assert m["built_on"]["cpu"] == fingerprint()["cpu"] and m["built_on"]["isa"] == fingerprint()["isa"]
         if family == "onnx":
             assert m["opset"] == 18, target
         if target in ("onnx", "tflite"):  # made from the checkpoint, checked against PyTorch
