@@ -200,12 +200,12 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
             d = measure_drift(source, job.reference(target), faces, target)
             text += f"; {d['max']:.1e} / {d['mean']:.1e} vs float ONNX"
         return _row(target, source, v["faces"], text)
-    from fsanet.export.tflite_quantize import PRECISIONS, quantize_tflite
+    from fsanet.export.tflite_quantize import TARGET_PRECISION, quantize_tflite
 
     out = job.path(f"-{target.split('-', 1)[1]}.tflite")
     faces, name = job.judge(target)
     m = quantize_tflite(
-        source, out, PRECISIONS[target], job.reference(target), faces, name, job.calib,
+        source, out, TARGET_PRECISION[target], job.reference(target), faces, name, job.calib,
         max_drift=job.int8_max_drift, reference_name=job.float_onnx.name,
     )  # fmt: skip
     return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
@@ -215,7 +215,7 @@ def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
     """Engines run only on the GPU and TensorRT version that built them: build on the device."""
     if importlib.util.find_spec("tensorrt") is None:  # _check refused already unless skipping was asked
         return {"target": target, "file": None, "size_mb": 0.0, "faces": "", "diff": "skipped: TensorRT not installed"}
-    from fsanet.export.tensorrt import TARGETS as PRECISION
+    from fsanet.export.tensorrt import TARGET_PRECISION as PRECISION
     from fsanet.export.tensorrt import build_engine
 
     out = job.path(f"-{target.split('-', 1)[1]}.engine")

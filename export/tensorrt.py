@@ -21,8 +21,8 @@ import numpy as np
 
 from fsanet.errors import DataError, ExportError
 
-PRECISIONS = ("fp32", "fp16", "int8")
-TARGETS = {"tensorrt-fp32": "fp32", "tensorrt-fp16": "fp16", "tensorrt-int8": "int8"}
+TARGET_PRECISION = {"tensorrt-fp32": "fp32", "tensorrt-fp16": "fp16", "tensorrt-int8": "int8"}  # as in tflite_quantize
+PRECISIONS = tuple(TARGET_PRECISION.values())
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ def plan_build(source: str, precision: str, trt_version: str, has_calib: bool) -
     the fix for a combination this TensorRT cannot build."""
     if precision not in PRECISIONS:
         raise DataError(
-            f"unknown TensorRT precision {precision!r}; choose {', '.join(PRECISIONS)} (targets {', '.join(TARGETS)})"
+            f"unknown TensorRT precision {precision!r}; choose {', '.join(PRECISIONS)} "
+            f"(targets {', '.join(TARGET_PRECISION)})"
         )
     major = int(str(trt_version).split(".")[0])
     typed = major >= 10  # STRONGLY_TYPED: TensorRT 9+, and the only mode from 11 on

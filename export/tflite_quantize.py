@@ -25,7 +25,8 @@ from fsanet.export import artifact
 
 from fsanet.errors import BackendUnavailable, DataError, ExportError
 
-PRECISIONS = {"tflite-fp16": "fp16", "tflite-dynamic": "dynamic-int8", "tflite-int8": "int8"}
+TARGET_PRECISION = {"tflite-fp16": "fp16", "tflite-dynamic": "dynamic-int8", "tflite-int8": "int8"}  # as in tensorrt
+PRECISIONS = tuple(TARGET_PRECISION.values())
 STATIC_INT8_OPS = ("CONV_2D",)  # the default: measured fastest and most accurate
 WEIGHT_ONLY_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL")
 # op types the accuracy search tries to move to full INT8, in this order
@@ -128,7 +129,7 @@ def quantize_tflite(
     from importlib.metadata import version
 
     float_path, output = Path(float_path), Path(output)
-    stage = next(t for t, p in PRECISIONS.items() if p == precision)
+    stage = next(t for t, p in TARGET_PRECISION.items() if p == precision)
     manifest = artifact.derived_manifest(float_path, stage, precision=precision)
     if precision == "int8" and calib is None:
         raise DataError(f"--to {stage} needs --calib calib.npz (build one with `fsanet calib build`)")
