@@ -20,6 +20,16 @@ ONNX_TARGETS = ("onnx", "onnx-fp16", "onnx-int8")
 TFLITE_TARGETS = ("tflite", "tflite-fp16", "tflite-dynamic", "tflite-int8")
 TENSORRT_TARGETS = ("tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8")
 TARGETS = ONNX_TARGETS + TFLITE_TARGETS + TENSORRT_TARGETS
+EXTENSIONS = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt": ".engine"}
+
+
+def artifact_name(stem: str, target: str) -> str:
+    """The file a target writes for a checkpoint named `stem`: stem.onnx, stem-int8.onnx,
+    stem-fp16.tflite, stem-int8.engine, ... (its name in a bench run and in a budget's sections)."""
+    family, _, variant = target.partition("-")
+    return f"{stem}-{variant}{EXTENSIONS[family]}" if variant else f"{stem}{EXTENSIONS[family]}"
+
+
 NEEDS_CALIB = ("onnx-int8", "tflite-int8", "tensorrt-int8")
 QAT_TARGETS = ("onnx", "onnx-int8")  # a QAT checkpoint (`fsanet train --qat`): its float start and its INT8 file
 
@@ -48,6 +58,9 @@ class ExportJob:
     def path(self, suffix: str) -> Path:
         return self.out_dir / f"{self.stem}{suffix}"
 
+    def file(self, target: str) -> Path:
+        return self.out_dir / artifact_name(self.stem, target)
+
     def judge(self, target: str) -> tuple[np.ndarray, str]:
         """Faces to measure drift on: --verify, else the calibration faces."""
         if self.verify is not None:
@@ -70,7 +83,7 @@ class ExportJob:
         if self._tflite is None:
             from fsanet.export.tflite import export_tflite
 
-            self._tflite = self.path(".tflite")
+            self._tflite = self.file("tflite")
             export_tflite(self.checkpoint, self._tflite, self.verify, self.verify_name)
         return self._tflite
 
@@ -123,7 +136,7 @@ def export_targets(
     job = ExportJob(
         Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat
     )
-    job.float_onnx = job.path(".onnx")
+    job.float_onnx = job.file("onnx")
     export_onnx(_float_checkpoint(job), job.float_onnx, verify, verify_name)
     rows = []
     for target in sorted(targets, key=TARGETS.index):  # float files first: the others derive from them
@@ -163,13 +176,13 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
     if target == "onnx-fp16":
         from fsanet.export.fp16 import to_fp16
 
-        out = job.path("-fp16.onnx")
+        out = job.file(target)
         faces, name = job.judge(target)
         v = to_fp16(job.float_onnx, out, faces, name)["verification"]
         return _row(target, out, v["faces"], _drift_text(v, "float ONNX", 4))
     from fsanet.export.quantize import FLOAT_OPS, quantize_onnx, quantize_with_budget
 
-    out = job.path("-int8.onnx")
+    out = job.file(target)
     if job.qat:
         from fsanet.export.qat import export_qat_onnx
 
@@ -202,7 +215,7 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
         return _row(target, source, v["faces"], text)
     from fsanet.export.tflite_quantize import TARGET_PRECISION, quantize_tflite
 
-    out = job.path(f"-{target.split('-', 1)[1]}.tflite")
+    out = job.file(target)
     faces, name = job.judge(target)
     m = quantize_tflite(
         source, out, TARGET_PRECISION[target], job.reference(target), faces, name, job.calib,
@@ -218,7 +231,7 @@ def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
     from fsanet.export.tensorrt import TARGET_PRECISION as PRECISION
     from fsanet.export.tensorrt import build_engine
 
-    out = job.path(f"-{target.split('-', 1)[1]}.engine")
+    out = job.file(target)
     faces, name = job.judge(target) if job.verify is not None or job.calib is not None else (None, "")
     # INT8: explicitly quantized from the Q/DQ file when this run wrote one (signed symmetric, as
     # TensorRT wants), else implicit from the float ONNX with the entropy calibrator

@@ -41,6 +41,14 @@ class PipelineConfig:
     tensorrt: bool = True
 
 
+def _model_stem(cfg: PipelineConfig) -> str:
+    """The name every artifact of the run starts with (`_checkpoint` writes or takes that file)."""
+    files = [Path(w) for w in cfg.weights]
+    if not files:
+        return DEFAULT_MODEL.stem
+    return "fsanet-fusion" if len(files) > 1 else files[0].stem
+
+
 def _checkpoint(cfg: PipelineConfig, out: Path) -> tuple[Path, str]:
     if not cfg.weights:
         if not DEFAULT_MODEL.is_file():
@@ -50,7 +58,7 @@ def _checkpoint(cfg: PipelineConfig, out: Path) -> tuple[Path, str]:
     if all(f.suffix == ".h5" for f in files):
         from fsanet.importer import import_keras
 
-        target = out / "fsanet-fusion.pt" if len(files) > 1 else out / f"{files[0].stem}.pt"
+        target = out / f"{_model_stem(cfg)}.pt"
         import_keras(files, target)
         return target, ", ".join(f.name for f in files)
     if len(files) == 1 and files[0].suffix == ".pt":
@@ -76,14 +84,16 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     import importlib.util
 
     from fsanet.benchmarks.bench import BenchConfig, run_bench
-    from fsanet.benchmarks.budget import check, load_budget
+    from fsanet.benchmarks.budget import check, check_names, load_budget
     from fsanet.benchmarks.report import recommendation, write_reports
     from fsanet.data import open_faces
-    from fsanet.export.targets import export_targets
+    from fsanet.export.targets import artifact_name, export_targets
 
+    budget = load_budget(cfg.budget)  # a bad budget file, or one naming no artifact, fails before the work
+    targets = [t for group in pipeline_targets() for t in group]
+    check_names(budget, [artifact_name(_model_stem(cfg), t) for t in targets], cfg.budget)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    budget = load_budget(cfg.budget)  # a bad budget file fails before hours of work
     data = open_faces(cfg.data)
     faces_spec = cfg.faces or cfg.data
     started = time.perf_counter()
@@ -93,7 +103,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     calib_path = _calibration(cfg, out)
     stages["calibration"] = time.perf_counter() - started - sum(stages.values())
     trt = cfg.tensorrt and importlib.util.find_spec("tensorrt") is not None
-    targets = [t for group in pipeline_targets() for t in group]
     rows = export_targets(checkpoint, targets, out / "artifacts", calib_path, faces_spec, skip_unavailable=not trt)
     stages["export"] = time.perf_counter() - started - sum(stages.values())
     built = [r["file"] for r in rows if r["file"]]

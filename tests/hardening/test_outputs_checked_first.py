@@ -82,3 +82,19 @@ def test_pipeline_output_that_is_a_file(tmp_path, capsys):
     f.write_text("x")
     code, err = run(capsys, "pipeline", "-o", f)
     assert code == 2 and "is a file" in err
+
+
+def test_pipeline_budget_sections_checked_before_any_work(tmp_path, capsys):
+    budget = tmp_path / "typo.toml"
+    budget.write_text('["fsanet-fusion-synthetic-int9.onnx"]\nmax_drift = 0.2\n')
+    code, err = run(capsys, "pipeline", "--budget", budget, "-o", tmp_path / "run")
+    assert code == 2 and "fsanet-fusion-synthetic-int9.onnx" in err and "name no artifact" in err
+    assert not (tmp_path / "run").exists()  # refused before the output folder, the export or the bench
+
+
+def test_artifact_names_are_the_files_export_writes():
+    from fsanet.export.targets import TARGETS, artifact_name
+
+    names = [artifact_name("m", t) for t in TARGETS]
+    assert names[:3] == ["m.onnx", "m-fp16.onnx", "m-int8.onnx"] and "m-dynamic.tflite" in names
+    assert "m-int8.engine" in names and len(set(names)) == len(TARGETS)
