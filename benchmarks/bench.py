@@ -43,6 +43,7 @@ class BenchConfig:
     memory: bool = True
     peak_gflops: float | str | None = None  # a number, or "measure" (benchmarks/peak.py)
     denormals_as_zero: bool = True
+    instructions: bool = False  # count instructions per face with valgrind (benchmarks/instructions.py)
 
     @property
     def rounds(self) -> int:
@@ -249,6 +250,8 @@ def run_bench(
             for name, model in zip(names, models, strict=True):
                 results[name]["memory"] = measure(model, cfg.batches[0], cfg.threads)
                 progress.update(1)
+        if cfg.instructions:
+            _instructions(results, names, models, crops)
     _ratios(results, "compute", names[0], cfg.batches, rounds["hot"])
     for r in results.values():  # the in-loop ratios beside the hot ones
         r["loop_ratios"] = {}
@@ -269,6 +272,21 @@ def run_bench(
         "peak": peak_info,
         "artifacts": results,
     }
+
+
+def _instructions(results: dict, names: list[str], models: list[str], crops: np.ndarray) -> None:
+    """Instructions per face (valgrind) of each ONNX/TFLite artifact, and their ratios."""
+    from fsanet.benchmarks.instructions import count_instructions, valgrind
+
+    valgrind()  # missing: fail now, naming the install command
+    for name, model in zip(names, models, strict=True):
+        countable = model_file(model).suffix.lower() in (".onnx", ".tflite")
+        results[name]["instructions"] = count_instructions(model, crops) if countable else None
+    counts = {n: (r["instructions"] or {}).get("per_face") for n, r in results.items()}
+    for name, r in results.items():
+        r["instructions_ratio_to"] = {
+            other: counts[name] / counts[other] for other in counts if counts[name] and counts[other]
+        }
 
 
 def _heat(before: dict, machine) -> dict:

@@ -34,6 +34,11 @@ LIMITS = {
     "max_p50_loop_ms": ("latency.loop.1.p50_ms", "batch-1 p50 in the loop (caches swept before each call), ms"),
     "max_size_mb": ("size_mb", "file size, MB"),
     "max_p50_ratio": ("p50_ratio_to", "batch-1 p50 over each named artifact's, a table {artifact = limit}"),
+    "max_instructions_ratio": (
+        "instructions_ratio_to",
+        "instructions per face (valgrind, `bench --instructions`) over each named artifact's: a gate "
+        "that the runner's neighbours cannot move",
+    ),
     "max_p50_ratio_ci": (
         "p50_ratio_ci",
         "as max_p50_ratio, but broken only when the whole 95% interval of the ratio lies above the "
@@ -42,7 +47,8 @@ LIMITS = {
 }
 RATIO = "max_p50_ratio"
 RATIO_CI = "max_p50_ratio_ci"
-RATIO_KEYS = (RATIO, RATIO_CI)
+RATIO_INSTR = "max_instructions_ratio"
+RATIO_KEYS = (RATIO, RATIO_CI, RATIO_INSTR)
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,11 @@ def _ratio_violations(budget: dict, name: str, results: dict) -> list[Violation]
         table = budget.get("all", {}).get(key, {}) | budget.get(name, {}).get(key, {})
         for other, limit in table.items():
             if other == name:
+                continue
+            if key == RATIO_INSTR:
+                measured = results.get("instructions_ratio_to", {}).get(other)
+                if _breaks(measured, limit):
+                    out.append(Violation(name, f"instructions ratio to {other}", limit, measured))
                 continue
             point = results.get("p50_ratio_to", {}).get(other, {}).get("1")
             ci = results.get("p50_ratio_ci", {}).get(other, {}).get("1")

@@ -90,6 +90,20 @@ def _peak_line(result: dict) -> str:
     return f"Peak FP32: {peak['gflops_per_s']:.1f} GFLOP/s ({peak['source']}); GFLOP/s column: share of it in brackets."
 
 
+def instruction_lines(result: dict) -> list[str]:
+    """Instructions per face where `--instructions` counted them, and their ratios."""
+    counted = {n: r["instructions"] for n, r in result["artifacts"].items() if r.get("instructions")}
+    if not counted:
+        return []
+    first = next(iter(counted.values()))
+    lines = [f"Instructions per face ({first['method']}; {first['runs']} inferences):"]
+    for name, c in counted.items():
+        ratios = result["artifacts"][name].get("instructions_ratio_to", {})
+        text = ", ".join(f"{ratios[o]:.3f}x {o}" for o in counted if o != name and o in ratios)
+        lines.append(f"- {name}: {c['per_face'] / 1e6:.2f} M" + (f" ({text})" if text else ""))
+    return [*lines, ""]
+
+
 def recommendation(result: dict, violations) -> list[str]:
     """Per runtime, the fastest artifact on this machine among those that hold the budget (all
     measured ones without a budget), hot and in the loop: the answer to "which file do I ship
@@ -162,6 +176,7 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         "the 10th-90th percentile of the ratio taken round by round (how steady it was). "
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
+        *instruction_lines(result),
         *verdict_lines(violations, result),
         "",
         *recommendation(result, violations),

@@ -157,7 +157,14 @@ def _peak_gflops(text: str) -> float | str:
 def _bench(args) -> int:
     from fsanet.benchmarks.bench import BenchConfig, artifact_names, run_bench
     from fsanet.benchmarks.budget import check, check_names, load_budget
-    from fsanet.benchmarks.report import markdown_table, ratio_matrix, recommendation, verdict_lines, write_reports
+    from fsanet.benchmarks.report import (
+        instruction_lines,
+        markdown_table,
+        ratio_matrix,
+        recommendation,
+        verdict_lines,
+        write_reports,
+    )
     from fsanet.data import open_faces
 
     check_output_dir(args.output, [*args.models, args.reference, args.data, args.faces, args.budget])
@@ -179,11 +186,13 @@ def _bench(args) -> int:
         memory=not args.no_memory,
         peak_gflops=args.peak_gflops,
         denormals_as_zero=not args.keep_denormals,
+        instructions=args.instructions,
     )
     result = run_bench(args.models, data, faces, args.reference, cfg)
     violations = check(budget, result["artifacts"], args.budget) if budget else None
     paths = write_reports(result, violations, args.output)
     print(markdown_table(result))
+    print("\n".join(instruction_lines(result)))
     print(ratio_matrix(result, str(cfg.batches[0])))
     print(ratio_matrix(result, str(cfg.batches[0]), "loop"))
     print("\n".join(verdict_lines(violations, result) + recommendation(result, violations)))
@@ -419,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="peak FP32 GFLOP/s to report the fraction reached: a number, or 'measure' (a GEMM timed in the run)",
     )
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    s.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per face with valgrind (ONNX, TFLite; needs the system's valgrind)",
+    )
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)

@@ -18,7 +18,7 @@ BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite", ".engin
 MAX_THREADS = 1024
 # the options each backend takes; another backend refuses them unless they ask for its own
 # behaviour anyway (the CPU), so that no option is dropped silently
-OPTIONS = {"onnxruntime": {"provider", "denormals_as_zero", "profile_prefix"}, "torch": {"device"}}
+OPTIONS = {"onnxruntime": {"provider", "denormals_as_zero", "profile_prefix", "spinning"}, "torch": {"device"}}
 CPU = {"provider": "cpu", "device": "cpu"}
 
 
@@ -65,12 +65,14 @@ def open(  # noqa: A001
     device: str | None = None,
     denormals_as_zero: bool | None = None,
     profile_prefix: str | None = None,
+    spinning: bool | None = None,
 ) -> Runtime:
     """Load a model file with the backend its suffix calls for.
 
     `path` may carry an input format for foreign files without a manifest: `file.onnx@nhwc,bgr`.
     Options (None: the backend's default): ONNX Runtime takes `provider` ("cpu", "cuda",
-    "tensorrt"), `denormals_as_zero` and `profile_prefix` (its per-operator profiler); PyTorch
+    "tensorrt"), `denormals_as_zero`, `profile_prefix` (its per-operator profiler) and `spinning`
+    (False: no busy-waiting threads, for instruction counts); PyTorch
     takes `device`. TensorRT engines (`.engine`, `.plan`) run on the GPU that built them.
     """
     path, spec = split_spec(str(path))
@@ -90,10 +92,11 @@ def open(  # noqa: A001
         "device": device,
         "denormals_as_zero": denormals_as_zero,
         "profile_prefix": profile_prefix,
+        "spinning": spinning,
     }
     options = {k: v for k, v in given.items() if v is not None}
     for key in set(options) - OPTIONS.get(backend, set()):
-        if key == "denormals_as_zero" or options[key] == CPU.get(key):
+        if key in ("denormals_as_zero", "spinning") or options[key] == CPU.get(key):
             del options[key]  # asks for what this backend does anyway
         else:
             raise DataError(f"{p.name}: option {key}={options[key]!r} does not apply to {backend} files")

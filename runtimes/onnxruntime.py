@@ -33,11 +33,13 @@ class OnnxRuntime(Runtime):
         provider: str = "cpu",
         denormals_as_zero: bool = True,
         profile_prefix: str | None = None,
+        spinning: bool = True,
     ):
         if provider not in PROVIDERS:
             raise DataError(f"unknown execution provider {provider!r}; choose one of {sorted(PROVIDERS)}")
         self.provider, self.threads, self.denormals_as_zero = provider, threads, denormals_as_zero
         self.profile_prefix = profile_prefix  # ONNX Runtime's per-operator profiler (fsanet profile)
+        self.spinning = spinning  # off: no busy-waiting threads (deterministic instruction counts)
         self._ort = import_ort()
         if manifest is None:
             manifest = embedded_manifest(path, self._ort)
@@ -56,6 +58,9 @@ class OnnxRuntime(Runtime):
         if self.threads:
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
+        if not self.spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if self.profile_prefix:
             so.enable_profiling, so.profile_file_prefix = True, str(self.profile_prefix)
         try:

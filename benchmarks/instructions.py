@@ -1,0 +1,103 @@
+"""Instructions per face, counted by valgrind: a latency proxy that the neighbours cannot move.
+
+Wall time on a shared runner depends on what else runs there; the number of instructions a
+model executes does not. A child process runs under `valgrind --tool=callgrind` with one
+backend thread (no spinning): it opens the model, prepares the faces, runs one warm-up
+inference, then `runs` inferences on other faces. Callgrind dumps its counters each time
+the child enters `time.sleep` (the C function `time_sleep`, `--dump-before`): the child calls
+it just before and just after the timed inferences, so the second dump holds them alone.
+Start-up is left out on purpose: ONNX Runtime's session set-up varies by ~170 M instructions
+from one process to the next (graph optimisation order), which a count of two whole processes
+would take in. Valgrind emulates the CPU and masks AVX-512, so on x86 these are the counts of
+the AVX2 kernels, whatever the host has: they rank kernels and models, they are not the host's
+own code path. Valgrind is a system package (`apt-get install valgrind`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fsanet.errors import DataError
+
+INSTALL = "apt-get install valgrind (Debian/Ubuntu; valgrind is a system package, not a pip one)"
+NOTE = "valgrind callgrind, 1 backend thread; x86: the AVX2 kernels (valgrind masks AVX-512)"
+
+
+def valgrind() -> str:
+    exe = shutil.which("valgrind")
+    if exe is None:
+        raise DataError(f"--instructions: valgrind is not installed; install it with: {INSTALL}")
+    return exe
+
+
+def _total(out_file: Path) -> int:
+    text = out_file.read_text(errors="replace")
+    found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
+    if not found:
+        raise DataError(f"{out_file}: no instruction total in callgrind's output")
+    return int(found.group(1))
+
+
+def _count(model: str, faces: Path, runs: int, workdir: Path) -> int:
+    out = workdir / "callgrind.out"
+    cmd = [valgrind(), "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-before=time_sleep",
+           "--dump-instr=no", "--compress-strings=no",
+           sys.executable, "-m", "fsanet.benchmarks.instructions", model, str(faces), str(runs)]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise DataError(f"{model}: the instruction count failed under valgrind ({last})")
+    timed = Path(f"{out}.2")  # the dump taken when the child entered time.sleep the second time
+    if not timed.is_file():
+        raise DataError(
+            f"{model}: valgrind found no `time_sleep` in this Python (stripped of its symbols?); "
+            "instruction counts need a Python with symbols, as python.org's and pyenv's builds have"
+        )
+    return _total(timed)
+
+
+def count_instructions(model: str, crops: np.ndarray, runs: int = 10) -> dict:
+    """Instructions per batch-1 inference of `model` (path, optionally `path@format`), over
+    `runs` inferences on faces of `crops` after one warm-up inference."""
+    if runs < 1 or len(crops) == 0:
+        raise DataError("instruction count: needs at least one run and one face")
+    with tempfile.TemporaryDirectory(prefix="fsanet-instructions-") as tmp:
+        faces = Path(tmp) / "faces.npy"
+        np.save(faces, np.resize(crops, (runs + 1, *crops.shape[1:])))
+        total = _count(model, faces, runs, Path(tmp))
+    return {"per_face": total / runs, "runs": runs, "method": NOTE}
+
+
+def main() -> None:
+    """The child: one warm-up inference, then `runs` more between two calls of time.sleep(0)
+    (where the parent's valgrind dumps its counters)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("faces")
+    p.add_argument("runs", type=int)
+    args = p.parse_args()
+    from fsanet import runtimes
+
+    crops = np.load(args.faces)
+    with runtimes.open(args.model, threads=1, spinning=False) as rt:
+        inputs = [rt.input_format.prepare(crops[i : i + 1]) for i in range(len(crops))]
+        rt.infer(inputs[0])
+        time.sleep(0)  # dump 1: start-up and warm-up
+        for i in range(args.runs):
+            rt.infer(inputs[1 + i % (len(inputs) - 1)])
+        time.sleep(0)  # dump 2: the timed inferences alone
+
+
+if __name__ == "__main__":
+    main()
