@@ -1,8 +1,8 @@
 """Per-angle mean absolute error against labels, and drift between two models' angles.
 
-A face whose angles are not finite (a broken model) makes the means NaN; `non_finite_faces`
-counts such faces, so that the budget can turn the NaN into a violation that says why instead
-of a comparison that is silently false.
+A face whose angles are not finite (a broken model) makes the means NaN; bench counts such
+faces (`runtimes.estimator.non_finite_faces`) so that the budget turns the NaN into a
+violation that says why instead of a comparison that is silently false.
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     if len(p) == 0:
         raise DataError("no faces to compare")
     return p, t
-
-
-def non_finite_faces(angles) -> int:
-    """How many faces (rows) have an angle that is NaN or infinite."""
-    a = np.asarray(angles, dtype=np.float64).reshape(len(angles), -1)
-    return int((~np.isfinite(a)).any(axis=1).sum())
 
 
 def mae(pred, target) -> dict[str, float]:

@@ -23,13 +23,9 @@ def resampled_p50(rounds: dict[str, list[np.ndarray]], resamples: int = RESAMPLE
     (n,) = counts
     idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
     out = {}
-    for name, per_round in rounds.items():
-        lengths = {len(r) for r in per_round}
-        if len(lengths) == 1:  # the usual case: a (rounds, calls) matrix, resampled at once
-            m = np.stack(per_round)
-            out[name] = np.median(m[idx].reshape(resamples, -1), axis=1)
-        else:
-            out[name] = np.array([np.median(np.concatenate([per_round[i] for i in row])) for row in idx])
+    for name, per_round in rounds.items():  # a (rounds, calls) matrix: bench's rounds have equal lengths
+        m = np.stack(per_round)
+        out[name] = np.median(m[idx].reshape(resamples, -1), axis=1)
     return out
 
 

@@ -9,10 +9,16 @@ from fsanet.errors import DataError, ModelError
 from fsanet.preprocess import MARGIN, crop_box, expand_box, official_crop
 
 
+def non_finite_faces(angles) -> int:
+    """How many faces (rows) have an angle that is NaN or infinite."""
+    a = np.asarray(angles, dtype=np.float64).reshape(len(angles), -1)
+    return int((~np.isfinite(a)).any(axis=1).sum())
+
+
 def require_finite(angles: np.ndarray, model: str) -> np.ndarray:
     """`angles`, or a ModelError when the model produced NaN or infinite angles for any face
     (for commands that report angles; a benchmark records the count and its budget fails)."""
-    bad = int((~np.isfinite(np.asarray(angles, dtype=np.float64))).any(axis=1).sum()) if len(angles) else 0
+    bad = non_finite_faces(angles)
     if bad:
         raise ModelError(f"{model}: the model produced non-finite angles on {bad} of {len(angles)} faces")
     return angles
