@@ -41,7 +41,7 @@ ports: setup
 		"$(REF)/foxtracker_fsanet_capsule_official_weights.onnx@nhwc,bgr,raw" \
 		"$(REF)/fsanet-1x1-iter-688590.onnx@nchw,bgr,mean=127.5,std=128" \
 		--data $(SHARED)/aflw2000-sample --faces $(SHARED)/real-faces/helen-trainset \
-		--reference $(OUT)/fsanet-fusion-300wlp.onnx --peak-gflops measure --budget ports --runs $(RUNS) -o $(OUT)/bench-onnx
+		--reference $(OUT)/fsanet-fusion-300wlp.onnx --peak-gflops measure --instructions --budget ports --runs $(RUNS) -o $(OUT)/bench-onnx
 RUNS ?= 1000
 
 # The project's own default fusion, trained from scratch on synthetic heads only (no download):

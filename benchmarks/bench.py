@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.benchmarks.flops import flops_per_face
+from fsanet.benchmarks.footprint import weight_bytes
 from fsanet.benchmarks.latency import CacheSweep, cycled, input_batches, summarise, time_calls
 from fsanet.runtimes import model_file
 from fsanet.runtimes.estimator import PoseEstimator, non_finite_faces
@@ -200,6 +201,7 @@ def run_bench(
                 "input_format": rt.input_format.describe(),
                 "size_mb": path.stat().st_size / 1e6,
                 "flops_per_face": flops_per_face(rt),
+                "weights_mb": _mb(weight_bytes(rt)),
                 "is_reference": model == reference,
             }
             progress.update(1)
@@ -287,6 +289,10 @@ def _instructions(results: dict, names: list[str], models: list[str], crops: np.
         r["instructions_ratio_to"] = {
             other: counts[name] / counts[other] for other in counts if counts[name] and counts[other]
         }
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else n / 1e6
 
 
 def _heat(before: dict, machine) -> dict:

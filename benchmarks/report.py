@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fsanet.benchmarks.footprint import cache_lines, why_slower
 from fsanet.benchmarks.machine import describe as describe_machine
 
 from fsanet.files import json_text, write_text
@@ -17,11 +18,11 @@ def markdown_table(result: dict) -> str:
     batches = [str(b) for b in result["config"]["batches"]]
     big = batches[-1]
     head = (
-        f"| artifact | precision | size MB | MFLOP/face | p50 ms (b1) | p99 ms (b1) | in-loop p50 ms (b1) "
+        f"| artifact | precision | size MB | weights MB | MFLOP/face | p50 ms (b1) | p99 ms (b1) | in-loop p50 ms (b1) "
         f"| ms/face (b{big}) | e2e p50 ms | GFLOP/s | p50 / {result['baseline']} | MAE y/p/r (mean) | drift mean/max "
         "| peak MB |"
     )
-    rows = [head, "|" + "---|" * 14]
+    rows = [head, "|" + "---|" * 15]
     for name, r in result["artifacts"].items():
         c = r["latency"]["compute"]
         m = r.get("mae")
@@ -34,6 +35,7 @@ def markdown_table(result: dict) -> str:
                     name,
                     r["precision"],
                     _f(r["size_mb"]),
+                    _f(r.get("weights_mb")),
                     _f(r["flops_per_face"] and r["flops_per_face"] / 1e6, "{:.1f}"),
                     _f(c[batches[0]]["p50_ms"], "{:.3f}"),
                     _f(c[batches[0]]["p99_ms"], "{:.3f}"),
@@ -144,7 +146,13 @@ def verdict_lines(violations, result: dict | None = None) -> list[str]:
         return ["verdict: none (no --budget given)", *broken]
     if not violations:
         return ["verdict: PASS (every budget limit holds)"]
-    return ["verdict: FAIL"] + [f"  - {v}" for v in violations]
+    lines = ["verdict: FAIL"]
+    for v in violations:
+        lines.append(f"  - {v}")
+        why = why_slower(result, v.artifact, v.against) if result and v.against and "p50" in v.metric else ""
+        if why:
+            lines.append(f"    why: {why}")
+    return lines
 
 
 def write_markdown(result: dict, violations, path: Path) -> None:
@@ -177,6 +185,7 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
         *instruction_lines(result),
+        *cache_lines(result),
         *verdict_lines(violations, result),
         "",
         *recommendation(result, violations),
@@ -228,7 +237,14 @@ def write_reports(result: dict, violations, out_dir: str | Path) -> dict[str, Pa
     full = dict(
         result,
         violations=[
-            {"artifact": v.artifact, "metric": v.metric, "limit": v.limit, "measured": v.measured, "detail": v.detail}
+            {
+                "artifact": v.artifact,
+                "metric": v.metric,
+                "limit": v.limit,
+                "measured": v.measured,
+                "detail": v.detail,
+                "why": why_slower(result, v.artifact, v.against) if v.against and "p50" in v.metric else "",
+            }
             for v in violations or []
         ],
     )

@@ -157,6 +157,7 @@ def _peak_gflops(text: str) -> float | str:
 def _bench(args) -> int:
     from fsanet.benchmarks.bench import BenchConfig, artifact_names, run_bench
     from fsanet.benchmarks.budget import check, check_names, load_budget
+    from fsanet.benchmarks.footprint import cache_lines
     from fsanet.benchmarks.report import (
         instruction_lines,
         markdown_table,
@@ -192,7 +193,7 @@ def _bench(args) -> int:
     violations = check(budget, result["artifacts"], args.budget) if budget else None
     paths = write_reports(result, violations, args.output)
     print(markdown_table(result))
-    print("\n".join(instruction_lines(result)))
+    print("\n".join(instruction_lines(result) + cache_lines(result)))
     print(ratio_matrix(result, str(cfg.batches[0])))
     print(ratio_matrix(result, str(cfg.batches[0]), "loop"))
     print("\n".join(verdict_lines(violations, result) + recommendation(result, violations)))
