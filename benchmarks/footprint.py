@@ -33,9 +33,7 @@ def onnx_weight_bytes(path: str) -> int:
     from onnx.helper import tensor_dtype_to_np_dtype
 
     model = onnx.load(path)
-    return sum(
-        math.prod(t.dims) * tensor_dtype_to_np_dtype(t.data_type).itemsize for t in _onnx_tensors(model.graph)
-    )
+    return sum(math.prod(t.dims) * tensor_dtype_to_np_dtype(t.data_type).itemsize for t in _onnx_tensors(model.graph))
 
 
 def tflite_weight_bytes(path: str) -> int | None:
