@@ -192,3 +192,20 @@ def write_reports(result: dict, out_dir: str | Path, top: int = 20) -> dict[str,
     write_text(out / "profile.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "profile.md", markdown(result, top))
     return {"json": out / "profile.json", "markdown": out / "profile.md", "plot": plot(result, out / "profile.png")}
+
+
+def profile_engine(engine: str | Path, out_dir: str | Path) -> str:
+    """`fsanet profile ENGINE`: the precision each layer of a TensorRT engine runs in, from the
+    layer report written beside it at build time (fsanet.export.trt_layers); needs no GPU.
+    Writes profile.md and profile.json to `out_dir` and returns the Markdown."""
+    from fsanet.export.trt_layers import markdown as layer_table
+    from fsanet.export.trt_layers import precision_counts, read_report, report_path
+
+    engine, out = Path(engine), Path(out_dir)
+    rows = read_report(report_path(engine))
+    text = layer_table(rows, engine.name)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"model": str(engine), "precisions": precision_counts(rows), "layers": rows}
+    write_text(out / "profile.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "profile.md", text)
+    return text

@@ -70,6 +70,62 @@ def plan_build(source: str, precision: str, trt_version: str, has_calib: bool) -
     return BuildPlan("int8", "fp32", False, ("INT8", "FP16"), True)
 
 
+# -- which ONNX file an engine is built from -----------------------------------------------------
+def prefers_typed(source: str, precision: str, trt_version: str) -> bool:
+    """TensorRT >= 10 builds FP16/INT8 from the typed ONNX (FP16 file, Q/DQ file) as a strongly
+    typed network rather than from the float file with the weakly typed builder flags, which are
+    deprecated in 10.x and gone in 11 (FACTS.md, "TensorRT versions")."""
+    return source == "fp32" and precision in ("fp16", "int8") and int(str(trt_version).split(".")[0]) >= 10
+
+
+def typed_sibling(float_onnx: Path, precision: str) -> Path:
+    """Where `fsanet export --to onnx-fp16/onnx-int8` writes the typed file of a float ONNX."""
+    from fsanet.export.targets import artifact_name
+
+    return float_onnx.parent / artifact_name(float_onnx.stem, f"onnx-{precision}")
+
+
+def _matching_sibling(float_onnx: Path, precision: str) -> Path | None:
+    """The typed sibling, if it exists and was made from this very float ONNX."""
+    from fsanet.files import sha256
+    from fsanet.manifest import read_sidecar
+
+    path = typed_sibling(float_onnx, precision)
+    manifest = read_sidecar(path) if path.is_file() else None
+    made_from = ((manifest or {}).get("float_source") or {}).get("sha256")
+    if manifest and manifest.get("precision") == precision and made_from == sha256(float_onnx):
+        return path
+    return None
+
+
+def choose_source(onnx_path: Path, precision: str, trt_version: str, calib, faces) -> tuple[Path, str]:
+    """The ONNX file to build `precision` from, and why. On TensorRT >= 10 a float ONNX gives way
+    to its typed sibling, written now when this run did not (FP16 needs faces to verify it on,
+    INT8 a calibration set); without those, the weakly typed flags of plan_build remain."""
+    from fsanet.export.artifact import read_source
+
+    source = read_source(onnx_path, "tensorrt").get("precision")
+    if not prefers_typed(source, precision, trt_version):
+        return onnx_path, "as given"
+    found = _matching_sibling(onnx_path, precision)
+    if found is not None:
+        return found, f"typed sibling {found.name} (strongly typed build)"
+    out = typed_sibling(onnx_path, precision)
+    if precision == "int8" and calib is not None:
+        from fsanet.export.quantize import FLOAT_OPS, quantize_onnx
+
+        quantize_onnx(onnx_path, calib, out, FLOAT_OPS, faces)
+        return out, f"wrote the Q/DQ {out.name} (strongly typed build)"
+    crops = faces if faces is not None else (calib.crops if calib is not None else None)
+    if precision == "fp16" and crops is not None:
+        from fsanet.export.fp16 import to_fp16
+
+        to_fp16(onnx_path, out, crops, "the verification faces" if faces is not None else "the calibration faces")
+        return out, f"wrote {out.name} (strongly typed build)"
+    return onnx_path, "float ONNX with builder flags (no faces to verify a typed file on)"
+
+
+# -- the build ---------------------------------------------------------------------------------
 def _batches(facts, max_batch: int, opt_batch: int | None) -> tuple[tuple, tuple, tuple]:
     chw = tuple(facts.input_shape[1:])
     opt_batch = min(16, max_batch) if opt_batch is None else opt_batch
@@ -95,7 +151,7 @@ def _parser_errors(parser, nodes: list[tuple[str, str]]) -> list[str]:
     return found
 
 
-def _network(trt, builder, logger, path: Path, plan: BuildPlan, nodes):
+def _network(trt, builder, logger, messages, path: Path, plan: BuildPlan, nodes):
     flag = trt.NetworkDefinitionCreationFlag
     flags = 1 << int(flag.STRONGLY_TYPED) if plan.strongly_typed else 0
     if int(trt.__version__.split(".")[0]) < 10:
@@ -103,7 +159,7 @@ def _network(trt, builder, logger, path: Path, plan: BuildPlan, nodes):
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)) or parser.num_errors:
-        errors = _parser_errors(parser, nodes) or logger.errors() or ["no message from the parser"]
+        errors = _parser_errors(parser, nodes) or messages.errors() or ["no message from the parser"]
         raise ExportError("tensorrt", f"TensorRT's ONNX parser rejected {path.name}: " + " | ".join(errors))
     return network, parser
 
@@ -111,6 +167,8 @@ def _network(trt, builder, logger, path: Path, plan: BuildPlan, nodes):
 def _load_timing_cache(config, path: Path | None):
     data = path.read_bytes() if path is not None and path.is_file() else b""
     cache = config.create_timing_cache(data)
+    if cache is None:  # NvInfer.h createTimingCache: nullptr on a blob it cannot read
+        raise DataError(f"{path}: TensorRT cannot read this timing cache; delete it or give another")
     if not config.set_timing_cache(cache, ignore_mismatch=False):
         raise DataError(f"{path}: a timing cache from another GPU or TensorRT version; delete it or give another")
 
@@ -121,10 +179,11 @@ def _profile(builder, name: str, shapes) -> object:
     return profile
 
 
-def _calibration(trt, builder, config, cuda, calib, facts, key, cache_file, batch: int):
-    from fsanet.export.trt_calibrator import CalibrationFeed, entropy_calibrator
+def _calibration(trt, builder, config, cuda, calib, facts, key, cache_file, opts):
+    from fsanet.export.trt_calibrator import CalibrationFeed, calibration_shape, entropy_calibrator
+    from fsanet.runtimes.base import InputFormat
 
-    shape = (batch, *facts.input_shape[1:])
+    shape = calibration_shape(facts.input_shape, opts["calib_batch"])  # a static-batch ONNX keeps its batch
     device = cuda.malloc(int(np.prod(shape)) * 4)
 
     def upload(x: np.ndarray) -> int:
@@ -132,17 +191,60 @@ def _calibration(trt, builder, config, cuda, calib, facts, key, cache_file, batc
         cuda.sync()  # TensorRT reads the batch right after get_batch returns
         return device
 
-    feed = CalibrationFeed(calib, batch, cache_file, key, upload)
+    fmt = InputFormat.from_manifest(opts["source_manifest"])  # the layout, colour and scale the ONNX takes
+    feed = CalibrationFeed(calib, shape[0], cache_file, key, upload, fmt)
     calibrator = entropy_calibrator(trt, feed)
     config.int8_calibrator = calibrator
-    config.set_calibration_profile(_profile(builder, facts.input_name, (shape, shape, shape)))
+    if not config.set_calibration_profile(_profile(builder, facts.input_name, (shape, shape, shape))):
+        raise ExportError("tensorrt", f"TensorRT refused the calibration profile {shape}")
     return feed, calibrator
 
 
-def _write_log(path: Path, header: list[str], logger) -> None:
+def _platform_checks(builder, plan: BuildPlan, header: list) -> dict:
+    """What the GPU does fast (IBuilder::platformHasFastFp16/Int8); a slow precision is said, not refused."""
+    fast = {"fast_fp16": bool(builder.platform_has_fast_fp16)}
+    if hasattr(builder, "platform_has_fast_int8"):  # deprecated in 10.5
+        fast["fast_int8"] = bool(builder.platform_has_fast_int8)
+    wanted = {"fp16": "fast_fp16", "int8": "fast_int8"}.get(plan.precision)
+    if wanted and fast.get(wanted) is False:
+        header.append(f"warning: this GPU has no fast {plan.precision.upper()}: the engine may be slower than FP32")
+    return fast
+
+
+def _dla(trt, builder, config, network, opts) -> dict | None:
+    """Layers to DLA core `dla_core` (Xavier, Orin AGX/NX), the rest to the GPU when fallback is
+    allowed; the layers DLA cannot run are listed (and refused with gpu_fallback=False)."""
+    core = opts["dla_core"]
+    if core is None:
+        return None
+    cores = int(getattr(builder, "num_DLA_cores", 0))
+    if not 0 <= core < cores:
+        raise DataError(f"--dla-core {core}: this device has {cores} DLA core(s)")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = int(core)
+    on_gpu = [
+        network.get_layer(i).name for i in range(network.num_layers) if not config.can_run_on_DLA(network.get_layer(i))
+    ]
+    if on_gpu and not opts["gpu_fallback"]:
+        raise DataError(f"{len(on_gpu)} layers cannot run on DLA ({', '.join(on_gpu[:5])}...); allow GPU fallback")
+    if opts["gpu_fallback"]:
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    return {"core": int(core), "gpu_fallback": opts["gpu_fallback"], "layers_on_gpu": on_gpu}
+
+
+def _layer_report(trt, runtime, serialized) -> str:
+    """The engine inspector's JSON of the built engine (needs DETAILED profiling verbosity)."""
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise ExportError("tensorrt", "TensorRT built an engine it cannot deserialize")
+    inspector = engine.create_engine_inspector()
+    return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+
+
+def _write_log(path: Path, header: list[str], messages) -> None:
     from fsanet.files import write_text
 
-    lines = header + [f"[{severity}] {msg}" for severity, msg in (logger.messages if logger else [])]
+    lines = header + [f"[{severity}] {msg}" for severity, msg in (messages or [])]
     write_text(path, "\n".join(lines) + "\n")
 
 
@@ -155,57 +257,105 @@ class _Built:
     gpu: dict
     feed: object | None  # the CalibrationFeed of an implicit INT8 build
     cache_file: Path | None
+    platform: dict
+    dla: dict | None
+    layers: str  # the engine inspector's JSON
 
 
-def _compile(trt, logger, onnx_path: Path, tmp: str, precision: str, calib, opts: dict, header: list) -> _Built:
+def _configure(trt, builder, network, plan: BuildPlan, facts, shapes, opts, header) -> object:
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts["workspace_mb"]) << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the layer report needs it
+    for flag in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if plan.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32, not Ampere's TF32 matmuls
+    if opts["optimization_level"] is not None:
+        if not hasattr(config, "builder_optimization_level"):  # TensorRT 8.6+
+            raise DataError(f"TensorRT {trt.__version__} has no builder optimization level (8.6 and later)")
+        config.builder_optimization_level = int(opts["optimization_level"])
+    if config.add_optimization_profile(_profile(builder, facts.input_name, shapes)) < 0:
+        raise ExportError("tensorrt", f"TensorRT refused the optimization profile {shapes} for '{facts.input_name}'")
+    _load_timing_cache(config, opts["timing_cache"])
+    return config
+
+
+def _compile(trt, onnx_path: Path, tmp: str, precision: str, calib, opts: dict, header: list, messages) -> _Built:
     from fsanet.export import trt_onnx
     from fsanet.export.trt_calibrator import CacheKey, cache_path
-    from fsanet.runtimes.tensorrt import Cuda
+    from fsanet.runtimes.tensorrt import Cuda, shared_logger
 
     from fsanet.files import atomic_write, sha256
 
+    logger = shared_logger(trt)
+    trt.init_libnvinfer_plugins(logger, "")  # the parser may map ops to TensorRT's standard plugins
     parsed, facts = trt_onnx.prepare(onnx_path, trt.__version__, tmp)
     plan = plan_build(facts.precision, precision, trt.__version__, calib is not None)
+    if opts["dla_core"] is not None and plan.precision == "fp32":
+        raise DataError("DLA runs FP16 or INT8 only: build tensorrt-fp16 or tensorrt-int8 for --dla-core")
     shapes = _batches(facts, opts["max_batch"], opts["opt_batch"])
     cuda = Cuda()
     try:
         gpu = cuda.device()
         header.append(f"GPU {gpu['name']} (sm {gpu['compute_capability']}), {plan}, profile {shapes}")
         builder = trt.Builder(logger)
-        network, _parser = _network(trt, builder, logger, parsed, plan, facts.nodes)
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts["workspace_mb"]) << 20)
-        for flag in plan.flags:
-            config.set_flag(getattr(trt.BuilderFlag, flag))
-        if plan.precision == "fp32":
-            config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32, not Ampere's TF32 matmuls
-        config.add_optimization_profile(_profile(builder, facts.input_name, shapes))
-        timing = opts["timing_cache"]
-        _load_timing_cache(config, timing)
+        platform = _platform_checks(builder, plan, header)
+        network, _parser = _network(trt, builder, logger, messages, parsed, plan, facts.nodes)
+        config = _configure(trt, builder, network, plan, facts, shapes, opts, header)
+        dla = _dla(trt, builder, config, network, opts)
         feed = cache_file = None
         if plan.calibrate:
             key = CacheKey(calib.sha256, sha256(onnx_path), trt.__version__)
             cache_file = cache_path(opts["calib_cache_dir"], key)
-            feed, _keep = _calibration(trt, builder, config, cuda, calib, facts, key, cache_file, opts["calib_batch"])
+            feed, _keep = _calibration(trt, builder, config, cuda, calib, facts, key, cache_file, opts)
         serialized = builder.build_serialized_network(network, config)
-        if feed is not None and feed.error is not None:
-            raise feed.error
+        if feed is not None:
+            feed.raise_error()  # an exception inside a calibrator callback fails the build
         if serialized is None:
-            errors = logger.errors() or ["no error message; see the build log"]
+            errors = messages.errors() or ["no error message; see the build log"]
             raise ExportError("tensorrt", "TensorRT could not build the engine: " + " | ".join(errors))
+        timing = opts["timing_cache"]
         if timing is not None:
             blob = config.get_timing_cache().serialize()
             atomic_write(timing, lambda t: Path(t).write_bytes(bytes(blob)))
         engine = Path(tmp) / "candidate.engine"
         engine.write_bytes(bytes(serialized))
+        runtime = trt.Runtime(logger)
+        if dla is not None:
+            runtime.DLA_core = dla["core"]
+        layers = _layer_report(trt, runtime, serialized)
     finally:
         cuda.close()
-    return _Built(engine, plan, facts, shapes, gpu, feed, cache_file)
+    return _Built(engine, plan, facts, shapes, gpu, feed, cache_file, platform, dla, layers)
 
 
-def _engine_manifest(source: dict, built: _Built, trt_version: str, calib, opts: dict, log_name: str) -> dict:
+def _trtexec(built: _Built, onnx_name: str, engine_name: str, opts: dict) -> str:
+    from fsanet.export.trt_command import trtexec_command
+    from fsanet.export.trt_layers import report_path
+
+    timing = opts["timing_cache"]
+    return trtexec_command(
+        onnx_name,
+        engine_name,
+        input_name=built.facts.input_name,
+        shapes=built.shapes,
+        strongly_typed=built.plan.strongly_typed,
+        flags=built.plan.flags,
+        workspace_mb=opts["workspace_mb"],
+        calib_cache=built.cache_file.name if built.cache_file else None,
+        timing_cache=timing.name if timing else None,
+        optimization_level=opts["optimization_level"],
+        dla_core=built.dla["core"] if built.dla else None,
+        gpu_fallback=bool(built.dla and built.dla["gpu_fallback"]),
+        layer_info=report_path(engine_name).name,
+        fp32_no_tf32=built.plan.precision == "fp32",
+    )
+
+
+def _engine_manifest(source: dict, built: _Built, trt_version: str, calib, opts: dict, names: dict) -> dict:
     """The engine's manifest: the ONNX file's (`source`, from `artifact.read_source`), derived like
-    every target's, plus what only an engine has. Pure, so it is tested without TensorRT."""
+    every target's, plus what only an engine has. Pure, so it is tested without TensorRT.
+    `names`: the build log, layer report and engine file names, and why this ONNX was chosen."""
     from fsanet.export import artifact
 
     timing = opts["timing_cache"]
@@ -222,9 +372,16 @@ def _engine_manifest(source: dict, built: _Built, trt_version: str, calib, opts:
             "profile": {k: list(s) for k, s in zip(("min", "opt", "max"), built.shapes, strict=True)},
             "parsed_opset": built.facts.opset,
             "timing_cache": timing.name if timing else None,
+            "builder_optimization_level": opts["optimization_level"],
+            "profiling_verbosity": "DETAILED",
+            "layer_report": names["layers"],
+            "platform": built.platform,
+            "dla": built.dla,
+            "source_choice": names["source_choice"],
+            "trtexec": _trtexec(built, source["file"], names["engine"], opts),
         },
         gpu=built.gpu,
-        build_log=log_name,
+        build_log=names["log"],
         tools=dict(source.get("tools") or {}, tensorrt=trt_version),
     )
     manifest["input"] = dict(source["input"], max_batch=int(built.shapes[2][0]))
@@ -235,6 +392,7 @@ def _engine_manifest(source: dict, built: _Built, trt_version: str, calib, opts:
             batch=built.feed.batch_size,
             batches=built.feed.batches_fed,
             cache=built.cache_file.name,
+            cache_key=f"{built.cache_file.name}.json",
             cache_reused=built.feed.used_cache,
         )
     return manifest
@@ -255,6 +413,10 @@ def build_engine(
     verify: np.ndarray | None = None,
     verify_name: str = "",
     verbose: bool = False,
+    optimization_level: int | None = None,
+    dla_core: int | None = None,
+    gpu_fallback: bool = True,
+    typed: bool = True,
 ) -> dict:
     """Build `output` (.engine/.plan) from an fsanet ONNX export and return its manifest.
 
@@ -264,10 +426,16 @@ def build_engine(
     to `calib_cache_dir` (default: next to the engine), keyed by the set's sha256, the ONNX's sha256
     and the TensorRT version. `timing_cache` is read if present and written back. `verify` (crops):
     drift from the ONNX through ONNX Runtime, recorded before the engine is written. TensorRT's log
-    goes to `<output>.log` whether the build succeeds or not.
+    goes to `<output>.log` whether the build succeeds or not, the layer report to
+    `<output>.layers.json`. `typed`: on TensorRT >= 10, build FP16/INT8 from the typed ONNX
+    (see choose_source). `dla_core`: put layers on that DLA core (GPU fallback unless
+    `gpu_fallback=False`). `optimization_level`: TensorRT's builder optimization level (8.6+).
     """
     from fsanet.export import artifact
-    from fsanet.runtimes.tensorrt import CapturingLogger, import_tensorrt
+    from fsanet.export.trt_layers import report_path
+    from fsanet.runtimes.tensorrt import CAPTURE, import_tensorrt
+
+    from fsanet.files import write_text
 
     onnx_path, output = Path(onnx_path), Path(output)
     if output.suffix not in (".engine", ".plan"):
@@ -276,7 +444,13 @@ def build_engine(
         raise DataError(f"{onnx_path}: no such ONNX file")
     if workspace_mb < 1 or calib_batch < 1:
         raise DataError(f"workspace ({workspace_mb} MiB) and calibration batch ({calib_batch}) must be positive")
+    if dla_core is not None and dla_core < 0:
+        raise DataError(f"--dla-core {dla_core}: a DLA core is 0 or 1")
     trt = import_tensorrt()
+    given = onnx_path
+    onnx_path, choice = (
+        choose_source(onnx_path, precision, trt.__version__, calib, verify) if typed else (onnx_path, "as given")
+    )
     source = artifact.read_source(onnx_path, "tensorrt")
     opts = {
         "max_batch": max_batch,
@@ -285,18 +459,25 @@ def build_engine(
         "timing_cache": Path(timing_cache) if timing_cache else None,
         "calib_batch": calib_batch,
         "calib_cache_dir": Path(calib_cache_dir) if calib_cache_dir else output.parent,
+        "source_manifest": source,
+        "optimization_level": optimization_level,
+        "dla_core": dla_core,
+        "gpu_fallback": gpu_fallback,
     }
-    logger = CapturingLogger(trt, trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.INFO)
-    log_path = Path(f"{output}.log")
-    header = [f"fsanet: {output.name} from {onnx_path.name}, {precision}, TensorRT {trt.__version__}"]
-    with tempfile.TemporaryDirectory() as tmp:
+    log_path, layers_path = Path(f"{output}.log"), report_path(output)
+    header = [f"fsanet: {output.name} from {onnx_path.name} ({choice}; given {given.name}), {precision}, "
+              f"TensorRT {trt.__version__}"]  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, CAPTURE.capture("VERBOSE" if verbose else "INFO") as messages:
         try:
-            built = _compile(trt, logger, onnx_path, tmp, precision, calib, opts, header)
+            built = _compile(trt, onnx_path, tmp, precision, calib, opts, header, messages)
         finally:
-            _write_log(log_path, header, logger)
-        manifest = _engine_manifest(source, built, trt.__version__, calib, opts, log_path.name)
+            _write_log(log_path, header, messages)
+        names = {"log": log_path.name, "layers": layers_path.name, "engine": output.name, "source_choice": choice}
+        manifest = _engine_manifest(source, built, trt.__version__, calib, opts, names)
         if verify is not None:  # against the ONNX file it was built from, through ONNX Runtime
             artifact.verify(
                 built.engine, manifest, onnx_path, verify, "tensorrt", against=onnx_path.name, faces=verify_name
             )
-        return artifact.write_copy(output, built.engine, manifest)
+        written = artifact.write_copy(output, built.engine, manifest)
+        write_text(layers_path, built.layers if built.layers.endswith("\n") else built.layers + "\n")
+        return written

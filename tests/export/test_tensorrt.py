@@ -4,6 +4,8 @@ machine with TensorRT and a CUDA GPU (a Jetson), skipped only where those are mi
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 
 import numpy as np
@@ -11,12 +13,14 @@ import onnx
 import pytest
 from fsanet.calib.build import CalibrationSet, crops_sha256
 from fsanet.export import trt_onnx
-from fsanet.export.tensorrt import build_engine, plan_build
+from fsanet.export.tensorrt import build_engine, choose_source, plan_build, prefers_typed, typed_sibling
 from fsanet.export.trt_calibrator import (
     CacheKey,
     CalibrationFeed,
     cache_path,
     calibration_batches,
+    calibration_shape,
+    key_path,
     read_cache,
     write_cache,
 )
@@ -59,10 +63,22 @@ def test_calibration_batch_size_must_be_positive(real_faces, size):
 
 
 # -- calibration cache ------------------------------------------------------------------------------
+RAW = b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n/conv1/Conv_output_0: 3d8f5c29\n"
+
+
+def test_the_cache_stays_tensorrts_bytes_and_its_key_sits_beside_it(tmp_path):
+    path = cache_path(tmp_path, KEY)
+    write_cache(path, KEY, RAW)
+    assert path.read_bytes() == RAW  # byte-exact: trtexec --calib and Polygraphy read it
+    sidecar = json.loads(key_path(path).read_text())
+    assert sidecar == {"format": "fsanet-tensorrt-calibration-cache", "calib_sha256": "a" * 64,
+                       "onnx_sha256": "b" * 64, "tensorrt": "10.3.0.30"}  # fmt: skip
+    assert read_cache(path, KEY) == RAW
+
+
 def test_cache_is_reused_only_for_the_same_faces_network_and_tensorrt(tmp_path):
     path = cache_path(tmp_path, KEY)
-    write_cache(path, KEY, b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
-    assert read_cache(path, KEY) == b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"
+    write_cache(path, KEY, RAW)
     for other in (
         CacheKey("c" * 64, KEY.onnx_sha256, KEY.tensorrt),
         CacheKey(KEY.calib_sha256, "d" * 64, KEY.tensorrt),
@@ -72,11 +88,43 @@ def test_cache_is_reused_only_for_the_same_faces_network_and_tensorrt(tmp_path):
         assert cache_path(tmp_path, other) != path
 
 
-def test_a_foreign_or_missing_cache_is_not_read(tmp_path):
+def test_a_cache_without_its_key_is_not_read(tmp_path):
     raw = tmp_path / "trtexec.cache"
-    raw.write_bytes(b"TRT-8602-EntropyCalibration2\ninput: 3c010a14\n")  # trtexec's own format, no key
+    raw.write_bytes(b"TRT-8602-EntropyCalibration2\ninput: 3c010a14\n")  # trtexec's own, no key beside it
+    assert read_cache(raw, KEY) is None
+    key_path(raw).write_text("not json")
     assert read_cache(raw, KEY) is None
     assert read_cache(tmp_path / "none.cache", KEY) is None
+
+
+def test_rewriting_a_cache_replaces_its_key(tmp_path):
+    path = cache_path(tmp_path, KEY)
+    write_cache(path, KEY, RAW)
+    other = CacheKey("e" * 64, KEY.onnx_sha256, KEY.tensorrt)
+    write_cache(path, other, b"TRT-100300-EntropyCalibration2\ninput: 3c000000\n")
+    assert read_cache(path, KEY) is None and read_cache(path, other).endswith(b"3c000000\n")
+
+
+def test_a_failed_cache_write_is_kept_and_fails_the_build(tmp_path, real_faces):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    feed = CalibrationFeed(_calib(real_faces[:4]), 2, blocker / "c.cache", KEY, lambda x: 1)
+    # what the calibrator's write_calibration_cache does inside TensorRT's noexcept callback
+    assert feed.guarded("write_calibration_cache", feed.write_cache, memoryview(RAW)) is None
+    assert isinstance(feed.error, OSError)
+    with pytest.raises(ExportError, match="INT8 calibration failed"):
+        feed.raise_error()
+    ok = CalibrationFeed(_calib(real_faces[:4]), 2, tmp_path / "c.cache", KEY, lambda x: 1)
+    ok.raise_error()  # nothing went wrong: nothing raised
+
+
+@pytest.mark.parametrize("shape, batch, expected", [
+    (("batch", 3, 64, 64), 32, (32, 3, 64, 64)),
+    ((0, 3, 64, 64), 32, (32, 3, 64, 64)),
+    ((8, 3, 64, 64), 32, (8, 3, 64, 64)),  # a static-batch ONNX takes only its own batch
+])  # fmt: skip
+def test_calibration_shape_keeps_a_static_batch(shape, batch, expected):
+    assert calibration_shape(shape, batch) == expected
 
 
 def test_cache_file_names_carry_the_calibration_set_hash(real_faces, tmp_path):
@@ -141,6 +189,46 @@ def test_build_plans(source, precision, version, typed, flags, calibrate):
 def test_impossible_builds_say_how_to_fix_them(source, precision, version, calib, message):
     with pytest.raises(DataError, match=message):
         plan_build(source, precision, version, has_calib=calib)
+
+
+@pytest.mark.parametrize(
+    "source, precision, version, typed",
+    [
+        ("fp32", "fp16", "10.3.0.30", True),
+        ("fp32", "int8", "10.3.0.30", True),
+        ("fp32", "fp16", "11.4.1", True),
+        ("fp32", "fp32", "10.3.0.30", False),
+        ("fp16", "fp16", "10.3.0.30", False),  # already typed
+        ("fp32", "fp16", "8.6.2.3", False),  # TensorRT 8.x: builder flags (no STRONGLY_TYPED before 9)
+        ("fp32", "int8", "8.5.2.2", False),
+    ],
+)
+def test_tensorrt_10_prefers_the_typed_onnx(source, precision, version, typed):
+    assert prefers_typed(source, precision, version) is typed
+
+
+def test_the_typed_sibling_is_used_only_when_made_from_this_float_onnx(fusion_onnx, real_faces, tmp_path):
+    from fsanet.export.fp16 import to_fp16
+
+    float_onnx = tmp_path / "fusion.onnx"
+    shutil.copy(fusion_onnx, float_onnx)
+    shutil.copy(f"{fusion_onnx}.json", f"{float_onnx}.json")
+    assert typed_sibling(float_onnx, "fp16") == tmp_path / "fusion-fp16.onnx"
+    assert choose_source(float_onnx, "fp16", "8.6.2.3", None, None) == (float_onnx, "as given")
+    # no faces to verify a new FP16 file on: the float file with the FP16 flag, said so
+    assert choose_source(float_onnx, "fp16", "10.3.0.30", None, None)[1].startswith("float ONNX with builder flags")
+    to_fp16(float_onnx, typed_sibling(float_onnx, "fp16"), real_faces[:16], "16 real faces")
+    path, why = choose_source(float_onnx, "fp16", "10.3.0.30", None, None)
+    assert path == tmp_path / "fusion-fp16.onnx" and "strongly typed" in why
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(float_onnx, other / "fusion.onnx")
+    shutil.copy(typed_sibling(float_onnx, "fp16"), other / "fusion-fp16.onnx")
+    sidecar = json.loads(open(f"{float_onnx.parent / 'fusion-fp16.onnx'}.json").read())
+    sidecar["float_source"]["sha256"] = "0" * 64  # made from another float file
+    (other / "fusion-fp16.onnx.json").write_text(json.dumps(sidecar))
+    shutil.copy(f"{float_onnx}.json", other / "fusion.onnx.json")
+    assert choose_source(other / "fusion.onnx", "fp16", "10.3.0.30", None, None)[0] == other / "fusion.onnx"
 
 
 def test_bad_arguments_are_refused_before_tensorrt_is_needed(fusion_onnx, tmp_path):

@@ -4,13 +4,28 @@ TensorRT and a CUDA GPU (a Jetson), skipped only where those are missing."""
 from __future__ import annotations
 
 import json
+import logging
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from fsanet.runtimes.tensorrt import TensorRTUnavailable, check_engine_version, import_cudart
+from fsanet.runtimes.tensorrt import (
+    CAPTURE,
+    LogCapture,
+    TensorRTUnavailable,
+    check_engine,
+    check_engine_version,
+    check_supported,
+    import_cudart,
+    numpy_dtype,
+    pad_to_batch,
+    rebuild_command,
+    stream_handle,
+)
 
 from fsanet import runtimes
 from fsanet.cli import main
@@ -47,12 +62,101 @@ def test_missing_cuda_python_names_the_extra(monkeypatch):
         import_cudart()
 
 
-def test_an_engine_from_another_tensorrt_is_refused_before_loading(tmp_path):
-    manifest = {"tensorrt": {"version": "8.6.2.3"}, "gpu": {"name": "Orin"}}
-    with pytest.raises(DataError, match=r"built by TensorRT 8\.6\.2\.3 on Orin, but TensorRT 10\.3\.0\.30.*rebuild"):
-        check_engine_version(tmp_path / "x.engine", manifest, "10.3.0.30")
-    check_engine_version(tmp_path / "x.engine", manifest, "8.6.2.3")  # same version: fine
-    check_engine_version(tmp_path / "x.engine", None, "10.3.0.30")  # trtexec engine, no manifest
+MANIFEST = {
+    "precision": "fp16",
+    "tensorrt": {"version": "8.6.2.3"},
+    "gpu": {"name": "Orin", "compute_capability": "8.7"},
+    "source_onnx": {"file": "fusion-fp16.onnx"},
+    "input": {"max_batch": 32},
+}
+
+
+def test_an_engine_from_another_tensorrt_is_refused_with_the_rebuild_command(tmp_path):
+    engine = tmp_path / "x.engine"
+    with pytest.raises(
+        DataError, match=r"built by TensorRT 8\.6\.2\.3 on Orin \(sm 8\.7\), but TensorRT 10\.3\.0\.30"
+    ) as e:
+        check_engine_version(engine, MANIFEST, "10.3.0.30")
+    assert rebuild_command(engine, MANIFEST) in str(e.value)
+    check_engine_version(engine, MANIFEST, "8.6.2.3")  # same version: fine
+    check_engine_version(engine, None, "10.3.0.30")  # trtexec engine, no manifest: left to TensorRT
+
+
+def test_an_engine_from_another_gpu_model_is_refused(tmp_path):
+    xavier = {"name": "Xavier", "compute_capability": "7.2"}
+    with pytest.raises(DataError, match=r"built on Orin \(sm 8\.7\), but this GPU is Xavier \(sm 7\.2\).*build_engine"):
+        check_engine(tmp_path / "x.engine", MANIFEST, "8.6.2.3", xavier)
+    check_engine(tmp_path / "x.engine", MANIFEST, "8.6.2.3", {"name": "Orin", "compute_capability": "8.7"})
+
+
+def test_the_rebuild_command_is_a_runnable_python_line(tmp_path):
+    command = rebuild_command(tmp_path / "fusion-fp16.engine", MANIFEST)
+    argv = shlex.split(command)
+    assert argv[:2] == ["python3", "-c"]
+    assert argv[2] == (
+        "from fsanet.export.tensorrt import build_engine; "
+        f"build_engine('fusion-fp16.onnx', '{tmp_path / 'fusion-fp16.engine'}', 'fp16', max_batch=32)"
+    )
+    compile(argv[2], "<rebuild>", "exec")  # valid Python
+
+
+@pytest.mark.parametrize("version", ["8.4.1.5", "8.2.1", "7.1.3"])
+def test_tensorrt_before_8_5_is_refused_naming_the_supported_versions(version):
+    with pytest.raises(
+        TensorRTUnavailable, match=rf"found {re.escape(version)}; fsanet-edge needs TensorRT 8\.5 or later"
+    ):
+        check_supported(version)
+
+
+@pytest.mark.parametrize("version", ["8.5.2.2", "8.6.2.3", "10.3.0.30", "11.4.1"])
+def test_supported_tensorrt_versions_pass(version):
+    check_supported(version)
+
+
+@pytest.mark.parametrize(
+    "name, dtype",
+    [("FLOAT", np.float32), ("HALF", np.float16), ("INT8", np.int8), ("INT32", np.int32), ("BOOL", np.bool_)],
+)
+def test_dtypes_map_by_enum_name_without_trt_nptype(name, dtype):
+    assert numpy_dtype(name) == np.dtype(dtype)
+    assert numpy_dtype(f"DataType.{name}") == np.dtype(dtype)  # str() of a pybind11 enum
+
+
+@pytest.mark.parametrize("name", ["BF16", "FP8", "INT4"])
+def test_dtypes_numpy_lacks_are_refused(name):
+    with pytest.raises(DataError, match=f"data type {name} has no numpy equivalent"):
+        numpy_dtype(name)
+
+
+def test_one_logger_captures_per_call_and_by_floor(caplog):
+    sink = LogCapture()
+    with sink.capture("WARNING") as outer:
+        sink.emit("INFO", "building")
+        with sink.capture("VERBOSE") as inner:
+            sink.emit("ERROR", "parse failed")
+            sink.emit("VERBOSE", "tactic 7")
+        sink.emit("WARNING", "slow layer")
+    assert inner == [("ERROR", "parse failed"), ("VERBOSE", "tactic 7")]
+    assert outer == [("ERROR", "parse failed"), ("WARNING", "slow layer")]
+    assert outer.errors() == ["parse failed"]
+    with caplog.at_level(logging.WARNING, logger="fsanet.runtimes.tensorrt"):
+        sink.emit("ERROR", "nobody listening")  # no capture open: Python logging gets it
+    assert "nobody listening" in caplog.text
+    assert CAPTURE is not sink and isinstance(CAPTURE, LogCapture)  # the process's own
+
+
+def test_a_static_batch_piece_is_padded_with_its_last_face():
+    x = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
+    padded = pad_to_batch(x, 5)
+    assert padded.shape == (5, 2)
+    np.testing.assert_array_equal(padded[:3], x)
+    np.testing.assert_array_equal(padded[3:], [x[2], x[2]])
+    assert pad_to_batch(x, 3) is x
+
+
+def test_stream_handle_without_cuda_bindings_utils_is_the_integer(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cuda", None)  # older cuda-python: no cuda.bindings.utils
+    assert stream_handle(140737488355328) == 140737488355328
 
 
 def test_the_backend_module_imports_without_torch_tensorflow_or_tensorrt():
