@@ -310,86 +310,6 @@ def _pipeline(args) -> int:
     return 0 if summary["verdict"] == "PASS" else 1
 
 
-def _arm(args) -> int:
-    check_output_dir(args.output, [*args.artifacts, args.reference, args.faces, args.data])
-    check_inputs_exist([*args.artifacts, args.reference])
-    from fsanet.benchmarks.arm_drift import ArmConfig, run_arm
-
-    cfg = ArmConfig(
-        artifacts=args.artifacts,
-        reference=args.reference,
-        faces=args.faces,
-        count=args.count,
-        per_cpu=args.per_cpu,
-        data=args.data,
-        cpus=tuple(c.strip() for c in args.cpu.split(",") if c.strip()),
-        budget=args.budget,
-        output=args.output,
-        cache=args.cache,
-        jobs=args.jobs,
-    )
-    report = run_arm(cfg)
-    print(Path(args.output, "arm.md").read_text().split("\n\n## ")[0])
-    return 0 if report["verdict"] == "PASS" else 1
-
-
-def _bundle(args) -> int:
-    from fsanet.kit.bundle import make_bundle, summary
-
-    check_inputs_exist(args.artifacts)
-    manifest = make_bundle(
-        args.artifacts,
-        args.output,
-        faces=args.faces,
-        count=args.count,
-        seed=args.seed,
-        budget=args.budget,
-        reference=args.reference,
-        calib=args.calib,
-        tar=args.tar,
-    )
-    print("\n".join(summary(manifest, Path(args.output))))
-    if args.tar:
-        print(f"wrote {Path(args.output).with_name(Path(args.output).name + '.tar.gz')}")
-    return 0
-
-
-def _check(args) -> int:
-    from fsanet.kit.check import CheckConfig
-
-    build = ()
-    if args.build:
-        from fsanet.kit.engines import parse_targets
-
-        build = parse_targets(args.build)
-    latency = not args.no_latency
-    cfg = CheckConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, latency=latency, build=build)
-    if args.remote:
-        return _check_remote(args)
-    from fsanet.kit.check import exit_code, run_check
-    from fsanet.kit.report import console
-
-    result = run_check(args.bundle, args.output, cfg)
-    out = Path(args.output) if args.output else Path(args.bundle) / "check"
-    print("\n".join(console(result, out)))
-    return exit_code(result)
-
-
-def _check_remote(args) -> int:
-    from fsanet.kit.remote import Remote, check_remote
-
-    folder = Path(args.bundle)
-    remote = Remote.parse(args.remote, folder.resolve().name, args.remote_python, args.ssh_option or ())
-    output = Path(args.output) if args.output else folder / f"check-{remote.label}"
-    check_output_dir(output, [folder])
-    forwarded = ["--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    forwarded += ["--no-latency"] if args.no_latency else []
-    forwarded += ["--build", args.build] if args.build else []
-    code, files = check_remote(folder, remote, output, forwarded)
-    print(f"fetched from {remote.host}: " + ", ".join(str(output / f) for f in files))
-    return code
-
-
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -612,45 +532,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-tensorrt", action="store_true", help="do not build TensorRT engines even where it exists")
     s.add_argument("-o", "--output", default=P["output"], help="report folder")
     s.set_defaults(run=_pipeline)
-
-    s = sub.add_parser("bundle", help="a self-contained kit that proves a device: artifacts, golden faces, budget")
-    s.add_argument("artifacts", nargs="+", help="artifacts (.onnx, .tflite, .pt); foreign files as FILE@nhwc,bgr,raw")
-    s.add_argument("--faces", help="golden faces: folder with .pts, labelled set or .npz (default: synthetic heads)")
-    s.add_argument("--count", type=integer(1), default=200, help="golden faces (spread over --faces; synthetic: drawn)")
-    s.add_argument("--seed", type=integer(0), default=0, help="seed of the synthetic golden heads")
-    s.add_argument("--reference", help="float reference for the golden angles (default: the FP32 ONNX given)")
-    s.add_argument("--budget", default="default", help="TOML budget or a shipped name (default, ports)")
-    s.add_argument("--calib", help="calibration set (.npz) for TensorRT INT8 built on the device from a float ONNX")
-    s.add_argument("--tar", action="store_true", help="also write DIR.tar.gz")
-    s.add_argument("-o", "--output", required=True, help="kit folder to write (new or empty)")
-    s.set_defaults(run=_bundle)
-
-    s = sub.add_parser("check", help="prove this device (or one over ssh) with a kit from `fsanet bundle`")
-    s.add_argument("bundle", metavar="DIR", help="kit folder from `fsanet bundle`")
-    s.add_argument("-o", "--output", help="report folder (default: DIR/check, with --remote DIR/check-HOST)")
-    s.add_argument("--runs", type=integer(1), default=200, help="timed batch-1 calls per artifact and latency state")
-    s.add_argument("--warmup", type=integer(0), default=20)
-    s.add_argument("--threads", type=integer(1, 1024), default=1)
-    s.add_argument("--no-latency", action="store_true", help="accuracy only (emulators: their timings prove nothing)")
-    s.add_argument("--build", help="TensorRT engines to build from the kit's ONNX first: tensorrt-fp16,tensorrt-int8")
-    s.add_argument("--remote", metavar="USER@HOST[:PATH]", help="copy the kit there over ssh, check, fetch reports")
-    s.add_argument("--remote-python", default="python3", help="--remote: the Python with fsanet-edge there")
-    s.add_argument("--ssh-option", action="append", metavar="OPT", help="--remote: ssh -o OPT (repeatable): Port=2222")
-    s.set_defaults(run=_check)
-
-    s = sub.add_parser("arm", help="drift of ONNX/TFLite files on emulated aarch64 CPU models (qemu-user)")
-    s.add_argument("artifacts", nargs="+", help=".onnx and .tflite files (FP32 and INT8) to run on Arm")
-    s.add_argument("--reference", required=True, help="the float ONNX; its angles on x86 are the yardstick")
-    s.add_argument("--faces", required=True, help="unlabelled real faces (folder, .npz, synthetic:N:SEED)")
-    s.add_argument("-n", "--count", type=integer(1), default=200, help="faces drawn from --faces, evenly spread")
-    s.add_argument("--per-cpu", type=integer(1), help="faces per CPU model (model i takes slice i; default: all)")
-    s.add_argument("--data", help="labelled faces for MAE and the budget's MAE limits")
-    s.add_argument("--cpu", default="cortex-a53,cortex-a72,neoverse-n1,max", help="qemu CPU models, comma-separated")
-    s.add_argument("--budget", default="default", help="TOML budget, judged per CPU model (default: the shipped one)")
-    s.add_argument("--cache", default="build/arm", help="where the arm64 userland, qemu and wheels are kept")
-    s.add_argument("--jobs", type=integer(1, 64), default=os.cpu_count() or 1, help="emulated runs at a time")
-    s.add_argument("-o", "--output", default="out/arm", help="report folder (arm.json, arm.md)")
-    s.set_defaults(run=_arm)
 
     s = sub.add_parser("variants", help="list the named configurations")
     s.set_defaults(run=_variants)
