@@ -197,6 +197,7 @@ def run_bench(
             results[name] = {
                 "path": str(path),
                 "backend": rt.backend,
+                "executes_on": rt.executes_on(),
                 "precision": rt.precision,
                 "input_format": rt.input_format.describe(),
                 "size_mb": path.stat().st_size / 1e6,

@@ -5,17 +5,20 @@ model executes does not. A child process runs under `valgrind --tool=callgrind` 
 backend thread (no spinning): it opens the model, prepares the faces, runs one warm-up
 inference, then `runs` inferences on other faces. Callgrind dumps its counters each time
 the child enters `time.sleep` (the C function `time_sleep`, `--dump-before`): the child calls
-it just before and just after the timed inferences, so the second dump holds them alone.
-Start-up is left out on purpose: ONNX Runtime's session set-up varies by ~170 M instructions
-from one process to the next (graph optimisation order), which a count of two whole processes
-would take in. Valgrind emulates the CPU and masks AVX-512, so on x86 these are the counts of
-the AVX2 kernels, whatever the host has: they rank kernels and models, they are not the host's
-own code path. Valgrind is a system package (`apt-get install valgrind`).
+it after the warm-up and after each inference, so each later dump holds one inference alone,
+and the count per face is their median. Start-up is left out on purpose: ONNX Runtime's
+session set-up varies by ~170 M instructions from one process to the next (graph optimisation
+order). The median, and the cyclic garbage collector switched off in the timed part, keep out
+one-off work that lands in some processes and not others (a 10-inference total moved by up to
+15% between processes on the same faces). Valgrind emulates the CPU and masks AVX-512, so on
+x86 these are the counts of the AVX2 kernels, whatever the host has: they rank kernels and
+models, they are not the host's own code path. Valgrind is a system package (`apt-get install valgrind`).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import shutil
@@ -48,7 +51,7 @@ def _total(out_file: Path) -> int:
     return int(found.group(1))
 
 
-def _count(model: str, faces: Path, runs: int, workdir: Path) -> int:
+def _count(model: str, faces: Path, runs: int, workdir: Path) -> list[int]:
     out = workdir / "callgrind.out"
     cmd = [valgrind(), "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-before=time_sleep",
            "--dump-instr=no", "--compress-strings=no",
@@ -58,29 +61,36 @@ def _count(model: str, faces: Path, runs: int, workdir: Path) -> int:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         raise DataError(f"{model}: the instruction count failed under valgrind ({last})")
-    timed = Path(f"{out}.2")  # the dump taken when the child entered time.sleep the second time
-    if not timed.is_file():
+    # dump 1: start-up and warm-up; dump k + 1: inference k alone
+    timed = [Path(f"{out}.{k + 1}") for k in range(1, runs + 1)]
+    if not all(p.is_file() for p in timed):
         raise DataError(
             f"{model}: valgrind found no `time_sleep` in this Python (stripped of its symbols?); "
             "instruction counts need a Python with symbols, as python.org's and pyenv's builds have"
         )
-    return _total(timed)
+    return [_total(p) for p in timed]
 
 
 def count_instructions(model: str, crops: np.ndarray, runs: int = 10) -> dict:
-    """Instructions per batch-1 inference of `model` (path, optionally `path@format`), over
-    `runs` inferences on faces of `crops` after one warm-up inference."""
+    """Instructions per batch-1 inference of `model` (path, optionally `path@format`): the
+    median of `runs` inferences, each counted alone, on faces of `crops` after one warm-up."""
     if runs < 1 or len(crops) == 0:
         raise DataError("instruction count: needs at least one run and one face")
     with tempfile.TemporaryDirectory(prefix="fsanet-instructions-") as tmp:
         faces = Path(tmp) / "faces.npy"
         np.save(faces, np.resize(crops, (runs + 1, *crops.shape[1:])))
-        total = _count(model, faces, runs, Path(tmp))
-    return {"per_face": total / runs, "runs": runs, "method": NOTE}
+        counts = _count(model, faces, runs, Path(tmp))
+    return {
+        "per_face": float(np.median(counts)),
+        "min": min(counts),
+        "max": max(counts),
+        "runs": runs,
+        "method": NOTE,
+    }
 
 
 def main() -> None:
-    """The child: one warm-up inference, then `runs` more between two calls of time.sleep(0)
+    """The child: one warm-up inference, then `runs` more, each followed by time.sleep(0)
     (where the parent's valgrind dumps its counters)."""
     p = argparse.ArgumentParser()
     p.add_argument("model")
@@ -93,10 +103,11 @@ def main() -> None:
     with runtimes.open(args.model, threads=1, spinning=False) as rt:
         inputs = [rt.input_format.prepare(crops[i : i + 1]) for i in range(len(crops))]
         rt.infer(inputs[0])
+        gc.disable()  # a collection would land in one inference's count
         time.sleep(0)  # dump 1: start-up and warm-up
         for i in range(args.runs):
             rt.infer(inputs[1 + i % (len(inputs) - 1)])
-        time.sleep(0)  # dump 2: the timed inferences alone
+            time.sleep(0)  # dump i + 2: this inference alone
 
 
 if __name__ == "__main__":

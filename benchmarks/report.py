@@ -98,7 +98,7 @@ def instruction_lines(result: dict) -> list[str]:
     if not counted:
         return []
     first = next(iter(counted.values()))
-    lines = [f"Instructions per face ({first['method']}; {first['runs']} inferences):"]
+    lines = [f"Instructions per face ({first['method']}; median of {first['runs']} inferences, each counted alone):"]
     for name, c in counted.items():
         ratios = result["artifacts"][name].get("instructions_ratio_to", {})
         text = ", ".join(f"{ratios[o]:.3f}x {o}" for o in counted if o != name and o in ratios)
@@ -171,6 +171,9 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
         f"drift reference: {result['reference'] or '-'}.",
         f"Machine: {describe_machine(result['machine'])}.",
+        "Runs on: "
+        + "; ".join(f"{n}: {r.get('executes_on', r['backend'])}" for n, r in result["artifacts"].items())
+        + ".",
         *(f"**Warning: {w}** (the run may have been throttled)." for w in result["machine"].get("warnings", [])),
         _peak_line(result),
         "",

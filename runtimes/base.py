@@ -122,6 +122,10 @@ class Runtime(ABC):
     @abstractmethod
     def _load(self) -> None: ...
 
+    def executes_on(self) -> str:
+        """What actually runs the model, as the backend reports it (a provider, a delegate)."""
+        return self.backend
+
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray: ...
 

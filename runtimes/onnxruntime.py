@@ -88,6 +88,11 @@ class OnnxRuntime(Runtime):
         with self._run_env:
             return self.session.run(None, {self._input.name: x})[0]
 
+    def executes_on(self) -> str:
+        """The session's providers in priority order (ONNX Runtime does not say which ISA its
+        MLAS kernels picked; the machine fingerprint lists the features they dispatch on)."""
+        return "onnxruntime " + ", ".join(self.session.get_providers())
+
     def end_profiling(self) -> str:
         """Stop the profiler of a session opened with `profile_prefix`; the JSON trace's path."""
         if not self.profile_prefix:

@@ -74,6 +74,19 @@ class TFLiteRuntime(Runtime):
             y = (y.astype(np.float32) - zero) * scale
         return np.array(y, dtype=np.float32)
 
+    def executes_on(self) -> str:
+        """Whether the default XNNPACK delegate took the graph: a delegated partition shows up as
+        a DELEGATE node in the interpreter's execution plan (`_get_ops_details`, the op listing
+        LiteRT, tflite-runtime and tf.lite share)."""
+        try:
+            partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
+        except AttributeError:  # an interpreter without the listing: say so, do not guess
+            return f"{type(self.interpreter).__module__} (delegates not reported)"
+        name = type(self.interpreter).__module__.split(".")[0]
+        if not partitions:
+            return f"{name}, built-in kernels (no delegate)"
+        return f"{name}, XNNPACK delegate ({partitions} partition{'s' * (partitions > 1)})"
+
     def close(self) -> None:
         self.interpreter = None
         super().close()

@@ -42,6 +42,9 @@ class TorchRuntime(Runtime):
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec("angles", ("batch", 3), "float32")]
 
+    def executes_on(self) -> str:
+        return f"torch {self.device}"
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
         # the thread count for this call only: the process's own setting is left as it was
