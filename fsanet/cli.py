@@ -310,6 +310,63 @@ def _pipeline(args) -> int:
     return 0 if summary["verdict"] == "PASS" else 1
 
 
+def _bundle(args) -> int:
+    from fsanet.kit.bundle import make_bundle, summary
+
+    check_inputs_exist(args.artifacts)
+    manifest = make_bundle(
+        args.artifacts,
+        args.output,
+        faces=args.faces,
+        count=args.count,
+        seed=args.seed,
+        budget=args.budget,
+        reference=args.reference,
+        calib=args.calib,
+        tar=args.tar,
+    )
+    print("\n".join(summary(manifest, Path(args.output))))
+    if args.tar:
+        print(f"wrote {Path(args.output).with_name(Path(args.output).name + '.tar.gz')}")
+    return 0
+
+
+def _check(args) -> int:
+    from fsanet.kit.check import CheckConfig
+
+    build = ()
+    if args.build:
+        from fsanet.kit.engines import parse_targets
+
+        build = parse_targets(args.build)
+    latency = not args.no_latency
+    cfg = CheckConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, latency=latency, build=build)
+    if args.remote:
+        return _check_remote(args)
+    from fsanet.kit.check import exit_code, run_check
+    from fsanet.kit.report import console
+
+    result = run_check(args.bundle, args.output, cfg)
+    out = Path(args.output) if args.output else Path(args.bundle) / "check"
+    print("\n".join(console(result, out)))
+    return exit_code(result)
+
+
+def _check_remote(args) -> int:
+    from fsanet.kit.remote import Remote, check_remote
+
+    folder = Path(args.bundle)
+    remote = Remote.parse(args.remote, folder.resolve().name, args.remote_python, args.ssh_option or ())
+    output = Path(args.output) if args.output else folder / f"check-{remote.label}"
+    check_output_dir(output, [folder])
+    forwarded = ["--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    forwarded += ["--no-latency"] if args.no_latency else []
+    forwarded += ["--build", args.build] if args.build else []
+    code, files = check_remote(folder, remote, output, forwarded)
+    print(f"fetched from {remote.host}: " + ", ".join(str(output / f) for f in files))
+    return code
+
+
 def _variants(args) -> int:
     from fsanet.model import FUSION_MEMBERS, VARIANTS
 
@@ -533,6 +590,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=P["output"], help="report folder")
     s.set_defaults(run=_pipeline)
 
+    s = sub.add_parser("bundle", help="a self-contained kit that proves a device: artifacts, golden faces, budget")
+    s.add_argument("artifacts", nargs="+", help="artifacts (.onnx, .tflite, .pt); foreign files as FILE@nhwc,bgr,raw")
+    s.add_argument("--faces", help="golden faces: folder with .pts, labelled set or .npz (default: synthetic heads)")
+    s.add_argument("--count", type=integer(1), default=200, help="golden faces (spread over --faces; synthetic: drawn)")
+    s.add_argument("--seed", type=integer(0), default=0, help="seed of the synthetic golden heads")
+    s.add_argument("--reference", help="float reference for the golden angles (default: the FP32 ONNX given)")
+    s.add_argument("--budget", default="default", help="TOML budget or a shipped name (default, ports)")
+    s.add_argument("--calib", help="calibration set (.npz) for TensorRT INT8 built on the device from a float ONNX")
+    s.add_argument("--tar", action="store_true", help="also write DIR.tar.gz")
+    s.add_argument("-o", "--output", required=True, help="kit folder to write (new or empty)")
+    s.set_defaults(run=_bundle)
+
+    s = sub.add_parser("check", help="prove this device (or one over ssh) with a kit from `fsanet bundle`")
+    s.add_argument("bundle", metavar="DIR", help="kit folder from `fsanet bundle`")
+    s.add_argument("-o", "--output", help="report folder (default: DIR/check, with --remote DIR/check-HOST)")
+    s.add_argument("--runs", type=integer(1), default=200, help="timed batch-1 calls per artifact and latency state")
+    s.add_argument("--warmup", type=integer(0), default=20)
+    s.add_argument("--threads", type=integer(1, 1024), default=1)
+    s.add_argument("--no-latency", action="store_true", help="accuracy only (emulators: their timings prove nothing)")
+    s.add_argument("--build", help="TensorRT engines to build from the kit's ONNX first: tensorrt-fp16,tensorrt-int8")
+    s.add_argument("--remote", metavar="USER@HOST[:PATH]", help="copy the kit there over ssh, check, fetch reports")
+    s.add_argument("--remote-python", default="python3", help="--remote: the Python with fsanet-edge there")
+    s.add_argument("--ssh-option", action="append", metavar="OPT", help="--remote: ssh -o OPT (repeatable): Port=2222")
+    s.set_defaults(run=_check)
+
     s = sub.add_parser("variants", help="list the named configurations")
     s.set_defaults(run=_variants)
     for command in [*sub.choices.values(), *calib_sub.choices.values()]:  # `fsanet CMD ... --debug` too
@@ -621,3 +703,7 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":  # `python -m fsanet.cli` as well as `python -m fsanet`
+    raise SystemExit(main())

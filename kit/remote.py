@@ -1,0 +1,174 @@
+"""`fsanet check DIR --remote user@host[:path]`: the same check on another machine over ssh.
+
+Three steps with the system's OpenSSH client, each named in its error with the host: copy (the
+kit's files, with rsync where both ends have it, else scp), run (`PY -m fsanet check` there,
+its output streamed here), fetch (check.json, check.md and the plots back into -o). Key login
+only (BatchMode): a password prompt would hang a CI job. The remote exit codes 0 and 1 (a
+missed budget) are passed through; anything else is an error naming the step.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fsanet.kit import layout
+
+from fsanet.errors import DataError
+
+DEFAULT_PARENT = "fsanet-kits"  # remote folder (relative to the login's home) that kits go into
+TAIL = 20  # lines of remote output kept for an error message
+
+
+@dataclass(frozen=True)
+class Remote:
+    """`user@host[:path]` plus how to reach it."""
+
+    host: str  # user@host as ssh takes it
+    path: str  # the kit's folder there
+    python: str = "python3"
+    ssh_options: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def parse(cls, target: str, kit_name: str, python: str = "python3", ssh_options=()) -> Remote:
+        host, sep, path = target.partition(":")
+        if not host or host.startswith("-") or any(c.isspace() for c in host):
+            raise DataError(f"--remote {target!r}: give user@host or user@host:path")
+        path = path.strip() if sep else ""
+        if path.startswith("~/"):
+            path = path[2:]  # ssh and scp start in the home folder
+        return cls(host, path or f"{DEFAULT_PARENT}/{kit_name}", python, tuple(ssh_options))
+
+    @property
+    def label(self) -> str:
+        """The host as a file name (the default report folder check-<label>)."""
+        return "".join(c if c.isalnum() or c in ".-_" else "_" for c in self.host)
+
+    def ssh_args(self) -> list[str]:
+        args = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
+        for opt in self.ssh_options:
+            args += ["-o", opt]
+        return args
+
+    def ssh(self, command: str) -> list[str]:
+        return ["ssh", *self.ssh_args(), self.host, command]
+
+
+class RemoteError(DataError):
+    def __init__(self, remote: Remote, step: str, message: str):
+        super().__init__(f"{remote.host}: {step} failed: {message}")
+        self.step = step
+
+
+def _tools() -> None:
+    for tool in ("ssh", "scp"):
+        if shutil.which(tool) is None:
+            raise DataError(
+                f"--remote: the OpenSSH client's `{tool}` is not installed (apt-get install openssh-client)"
+            )
+
+
+def _last_line(text: str) -> str:
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else "no message"
+
+
+def _call(remote: Remote, step: str, argv: list[str], timeout: float = 600) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise RemoteError(remote, step, f"no answer within {timeout:g} s") from None
+    if done.returncode != 0:
+        raise RemoteError(remote, step, f"{argv[0]} exited {done.returncode}: {_last_line(done.stderr)}")
+    return done.stdout
+
+
+def copy(remote: Remote, folder: Path, files: list[str]) -> str:
+    """Put the kit's files into the remote folder; returns the tool used."""
+    q = shlex.quote(remote.path)
+    probe = f"mkdir -p {q} && if command -v rsync >/dev/null 2>&1; then echo rsync; else echo scp; fi"
+    there = _call(remote, "copy", remote.ssh(probe), 60).strip().splitlines()
+    local = [str(folder / f) for f in files]
+    dest = f"{remote.host}:{remote.path}/"
+    if shutil.which("rsync") and there and there[-1] == "rsync":
+        shell = " ".join(shlex.quote(a) for a in ["ssh", *remote.ssh_args()])
+        _call(remote, "copy", ["rsync", "-t", "--checksum", "-e", shell, *local, dest])
+        return "rsync"
+    _call(remote, "copy", ["scp", "-q", "-p", *remote.ssh_args(), *local, dest])
+    return "scp"
+
+
+def run(remote: Remote, check_args: list[str]) -> tuple[int, list[str]]:
+    """Run the check there, its output streamed here; returns its exit code and last lines."""
+    command = f"cd {shlex.quote(remote.path)} && {shlex.quote(remote.python)} -m fsanet check . " + " ".join(
+        shlex.quote(a) for a in check_args
+    )
+    tail: list[str] = []
+    with subprocess.Popen(
+        remote.ssh(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+    ) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail = (tail + [line.rstrip("\n")])[-TAIL:]
+        code = proc.wait()
+    return code, tail
+
+
+def _not_installed(tail: list[str]) -> bool:
+    return any("No module named fsanet" in line for line in tail[-3:])
+
+
+def _run_error(remote: Remote, code: int, tail: list[str]) -> RemoteError:
+    last = _last_line("\n".join(tail))
+    if code == 255:
+        return RemoteError(remote, "run", f"ssh could not connect or was cut off: {last}")
+    if code == 127:
+        return RemoteError(
+            remote, "run", f"{remote.python!r} not found there; give the Python with fsanet-edge (--remote-python)"
+        )
+    if _not_installed(tail):
+        return RemoteError(remote, "run", f"fsanet-edge is not installed for {remote.python} there: {last}")
+    return RemoteError(remote, "run", f"`fsanet check` exited {code}: {last}")
+
+
+def fetch(remote: Remote, output: Path) -> list[str]:
+    """check.json, then the files it lists, into `output` (written only when all arrived)."""
+    from fsanet.files import atomic_write
+
+    src = f"{remote.path}/{REMOTE_OUTPUT}"
+    with tempfile.TemporaryDirectory() as tmp:
+        _call(remote, "fetch", ["scp", "-q", *remote.ssh_args(), f"{remote.host}:{src}/check.json", tmp])
+        try:
+            files = json.loads((Path(tmp) / "check.json").read_text())["files"]
+        except (ValueError, KeyError) as e:
+            raise RemoteError(remote, "fetch", f"{src}/check.json is not a check report ({e})") from None
+        names = [f for f in files if f != "check.json" and Path(f).name == f]
+        if names:
+            _call(remote, "fetch", ["scp", "-q", *remote.ssh_args(), *(f"{remote.host}:{src}/{f}" for f in names), tmp])
+        output.mkdir(parents=True, exist_ok=True)
+        for f in ["check.json", *names]:
+            data = (Path(tmp) / f).read_bytes()
+            atomic_write(output / f, lambda dst, data=data: Path(dst).write_bytes(data))
+    return ["check.json", *names]
+
+
+REMOTE_OUTPUT = "check"  # the report folder inside the remote kit
+
+
+def check_remote(folder: str | Path, remote: Remote, output: Path, check_args: list[str]) -> tuple[int, list[str]]:
+    """Copy, run, fetch. Returns the remote check's exit code (0 or 1) and the fetched files."""
+    folder = Path(folder)
+    _tools()
+    bundle = layout.Bundle(folder)  # refuse a damaged kit here, before any copy
+    files = [*bundle.manifest["files"], layout.MANIFEST]
+    copy(remote, folder, files)
+    code, tail = run(remote, [*check_args, "-o", REMOTE_OUTPUT])
+    if code not in (0, 1) or _not_installed(tail):
+        raise _run_error(remote, code, tail)
+    return code, fetch(remote, output)
