@@ -9,7 +9,7 @@ FUSION_H5 := $(W)/fsanet_capsule_3_16_2_21_5/fsanet_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_var_capsule_3_16_2_21_5/fsanet_var_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_noS_capsule_3_16_2_192_5/fsanet_noS_capsule_3_16_2_192_5.h5
 
-.PHONY: setup main authors ports test test-unit lint clean default-model
+.PHONY: setup main authors ports arm test test-unit lint clean default-model
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,37 @@ ports: setup
 		--data $(SHARED)/aflw2000-sample --faces $(SHARED)/real-faces/helen-trainset \
 		--reference $(OUT)/fsanet-fusion-300wlp.onnx --peak-gflops measure --instructions --budget ports --runs $(RUNS) -o $(OUT)/bench-onnx
 RUNS ?= 1000
+
+# Arm (aarch64) under emulation: the authors' fusion as FP32 and INT8 ONNX and TFLite, built here,
+# run by the aarch64 wheels in a Debian arm64 userland under qemu-user for each CPU model, drift
+# against the float ONNX on x86, judged by the default budget per CPU model (exit 1 when missed).
+# Needs mmdebstrap (apt); the userland, qemu and wheels are cached in build/arm. Without
+# ../shared/data (and CI unset): the default model on synthetic heads.
+ARM := $(OUT)/arm
+ARM_FACES ?= 200
+ARM_CPUS ?= cortex-a53,cortex-a72,neoverse-n1,max
+ifneq ($(wildcard $(SHARED)/README.md),)
+ARM_STEM := fsanet-fusion-300wlp
+ARM_MODEL := $(ARM)/$(ARM_STEM).pt
+ARM_CALIB := $(SHARED)/real-faces/afw
+ARM_VERIFY := --faces $(SHARED)/real-faces/helen-trainset
+ARM_DRIFT := --faces $(SHARED)/real-faces --data $(SHARED)/aflw2000-sample
+ARM_IMPORT := $(BIN)/fsanet import-keras $(FUSION_H5) -o $(ARM_MODEL)
+else
+ARM_STEM := fsanet-fusion-synthetic
+ARM_MODEL := fsanet/models/fsanet-fusion-synthetic.pt
+ARM_CALIB := synthetic:300:2
+ARM_DRIFT := --faces synthetic:$(ARM_FACES):7
+ARM_IMPORT := @echo "make arm: no $(SHARED): the default model on synthetic heads"
+endif
+arm: setup
+	@if [ -n "$$CI" ] && [ ! -f "$(SHARED)/README.md" ]; then echo "make arm: $(SHARED) not found (CI needs the shared data)" >&2; exit 2; fi
+	$(ARM_IMPORT)
+	$(BIN)/fsanet calib build $(ARM_CALIB) -n 300 -o $(ARM)/calib.npz
+	$(BIN)/fsanet export $(ARM_MODEL) --calib $(ARM)/calib.npz $(ARM_VERIFY) --to onnx,onnx-int8,tflite,tflite-int8 -o $(ARM)
+	$(BIN)/fsanet arm $(ARM)/$(ARM_STEM).onnx $(ARM)/$(ARM_STEM)-int8.onnx $(ARM)/$(ARM_STEM).tflite \
+		$(ARM)/$(ARM_STEM)-int8.tflite --reference $(ARM)/$(ARM_STEM).onnx $(ARM_DRIFT) -n $(ARM_FACES) \
+		--cpu $(ARM_CPUS) -o $(ARM)/report
 
 # The project's own default fusion, trained from scratch on synthetic heads only (no download):
 # three capsule members (1x1, var, w/o), then averaged. `make -j3 default-model` trains them in

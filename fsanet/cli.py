@@ -310,6 +310,29 @@ def _pipeline(args) -> int:
     return 0 if summary["verdict"] == "PASS" else 1
 
 
+def _arm(args) -> int:
+    check_output_dir(args.output, [*args.artifacts, args.reference, args.faces, args.data])
+    check_inputs_exist([*args.artifacts, args.reference])
+    from fsanet.benchmarks.arm_drift import ArmConfig, run_arm
+
+    cfg = ArmConfig(
+        artifacts=args.artifacts,
+        reference=args.reference,
+        faces=args.faces,
+        count=args.count,
+        per_cpu=args.per_cpu,
+        data=args.data,
+        cpus=tuple(c.strip() for c in args.cpu.split(",") if c.strip()),
+        budget=args.budget,
+        output=args.output,
+        cache=args.cache,
+        jobs=args.jobs,
+    )
+    report = run_arm(cfg)
+    print(Path(args.output, "arm.md").read_text().split("\n\n## ")[0])
+    return 0 if report["verdict"] == "PASS" else 1
+
+
 def _bundle(args) -> int:
     from fsanet.kit.bundle import make_bundle, summary
 
@@ -614,6 +637,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--remote-python", default="python3", help="--remote: the Python with fsanet-edge there")
     s.add_argument("--ssh-option", action="append", metavar="OPT", help="--remote: ssh -o OPT (repeatable): Port=2222")
     s.set_defaults(run=_check)
+
+    s = sub.add_parser("arm", help="drift of ONNX/TFLite files on emulated aarch64 CPU models (qemu-user)")
+    s.add_argument("artifacts", nargs="+", help=".onnx and .tflite files (FP32 and INT8) to run on Arm")
+    s.add_argument("--reference", required=True, help="the float ONNX; its angles on x86 are the yardstick")
+    s.add_argument("--faces", required=True, help="unlabelled real faces (folder, .npz, synthetic:N:SEED)")
+    s.add_argument("-n", "--count", type=integer(1), default=200, help="faces drawn from --faces, evenly spread")
+    s.add_argument("--per-cpu", type=integer(1), help="faces per CPU model (model i takes slice i; default: all)")
+    s.add_argument("--data", help="labelled faces for MAE and the budget's MAE limits")
+    s.add_argument("--cpu", default="cortex-a53,cortex-a72,neoverse-n1,max", help="qemu CPU models, comma-separated")
+    s.add_argument("--budget", default="default", help="TOML budget, judged per CPU model (default: the shipped one)")
+    s.add_argument("--cache", default="build/arm", help="where the arm64 userland, qemu and wheels are kept")
+    s.add_argument("--jobs", type=integer(1, 64), default=os.cpu_count() or 1, help="emulated runs at a time")
+    s.add_argument("-o", "--output", default="out/arm", help="report folder (arm.json, arm.md)")
+    s.set_defaults(run=_arm)
 
     s = sub.add_parser("variants", help="list the named configurations")
     s.set_defaults(run=_variants)

@@ -15,6 +15,7 @@ import platform
 import struct
 from functools import cache
 
+GLIBC_LIBM = "libm.so.6"
 ENV_BYTES = 64  # fenv_t is 32 bytes on x86-64 glibc, 8 on aarch64: room for both
 # where the flush flags sit in fenv_t: (byte offset of the 32-bit register, its flush bits)
 FLUSH_BITS = {
@@ -27,7 +28,9 @@ FLUSH_BITS = {
 
 @cache
 def _libm():
-    name = ctypes.util.find_library("m")
+    # glibc's soname first: ctypes.util.find_library starts ldconfig or gcc in a child process,
+    # which an emulated machine without binfmt_misc (`fsanet arm`) cannot run
+    name = GLIBC_LIBM if _loadable(GLIBC_LIBM) else ctypes.util.find_library("m")
     if name is None:
         return None
     try:
@@ -37,6 +40,14 @@ def _libm():
     except (OSError, AttributeError):
         return None
     return lib
+
+
+def _loadable(name: str) -> bool:
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
 
 
 def available() -> bool:

@@ -1,0 +1,125 @@
+"""The script the emulated aarch64 Python runs (`fsanet arm`): angles of each artifact on the
+given crops, with the runtime-only install, and what the machine and each runtime say of the
+instruction set and kernels they used.
+
+    python3.11 -m fsanet.benchmarks.emulated_angles CROPS.npy OUT_DIR MODEL [MODEL ...]
+
+writes OUT_DIR/angles.npz (one (N, 3) array per model file name) and OUT_DIR/runtime.json.
+Under qemu-user without binfmt_misc a child process cannot run, so any attempt to start one is
+refused and fails the run: what passes here needs no process of its own on a device either.
+Only numpy, the runtimes and fsanet's runtime-only modules are imported; no timing is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty"}
+HEAVY = ("torch", "tensorflow", "jax")
+attempts: list[str] = []
+
+
+def refuse_processes() -> None:
+    """An audit hook that records and refuses every attempt to start a process. The error is
+    no OSError, so a library that tolerates a missing tool (ctypes.util.find_library) cannot
+    swallow it; attempts are also recorded, and any at all fails the run at the end."""
+
+    def hook(event: str, args: tuple) -> None:
+        if event in SPAWN_EVENTS:
+            attempts.append(f"{event} {args[0]!r}" if args else event)
+            raise RuntimeError(f"{event}: the emulated machine runs no other process ({args[0]!r})")
+
+    sys.addaudithook(hook)
+
+
+def machine() -> dict:
+    """The CPU as the emulated kernel presents it (qemu's /proc/cpuinfo: part number and the
+    feature flags, which is what the runtimes' CPU detection reads too). Built from the parts of
+    benchmarks.machine.fingerprint that start no process (its platform.platform() runs `uname -p`)
+    and that are the guest's own (caches, governor and cores would be the host's)."""
+    import os
+    import platform
+
+    from fsanet.benchmarks import machine as host
+
+    info = host._cpuinfo()
+    uname = os.uname()
+    return {
+        "cpu": host.cpu_model(info),
+        "cpu_part": info.get("CPU part"),  # what qemu models: 0xd03 Cortex-A53, 0xd08 A72, 0xd0c Neoverse-N1
+        "arch": platform.machine(),
+        "isa": host.isa_features(info),
+        "features": info.get("Features", "").split(),
+        "system": f"{uname.sysname} {uname.release} (the host's kernel, under qemu-user)",
+        "python": platform.python_version(),
+        "libraries": host.libraries(),
+    }
+
+
+def onnx_kernels(trace: str) -> dict[str, dict[str, int]]:
+    """From ONNX Runtime's profile: per execution provider, how many graph nodes ran each kernel
+    (op type); the provider and op type are what ONNX Runtime reports for each node."""
+    nodes: dict[str, tuple[str, str]] = {}
+    for event in json.loads(Path(trace).read_text()):
+        args = event.get("args") or {}
+        if event.get("cat") == "Node" and "op_name" in args:
+            nodes[event["name"].removesuffix("_kernel_time")] = (args.get("provider", "?"), args["op_name"])
+    out: dict[str, Counter] = {}
+    for provider, op in nodes.values():
+        out.setdefault(provider, Counter())[op] += 1
+    return {p: dict(sorted(c.items())) for p, c in sorted(out.items())}
+
+
+def run_model(path: Path, crops, out: Path) -> tuple[object, dict]:
+    from fsanet import runtimes
+
+    onnx = path.suffix.lower() == ".onnx"
+    options = {"profile_prefix": str(out / f"ort-profile-{path.stem}")} if onnx else {}
+    with runtimes.open(path, threads=1, **options) as rt:
+        angles = rt.predict(crops)
+        info = {"backend": rt.backend, "precision": rt.precision, "executes_on": rt.executes_on()}
+        if onnx:
+            trace = rt.end_profiling()
+            info["kernels"] = onnx_kernels(trace)
+            Path(trace).unlink()
+    return angles, info
+
+
+def _savez(path: str, arrays: dict) -> None:
+    import numpy as np
+
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
+        np.savez(f, **arrays)
+
+
+def main(argv: list[str] | None = None) -> int:
+    refuse_processes()
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    import numpy as np
+
+    from fsanet.files import atomic_write, json_text
+
+    crops, out, models = np.load(args[0]), Path(args[1]), [Path(m) for m in args[2:]]
+    out.mkdir(parents=True, exist_ok=True)
+    angles, infos = {}, {}
+    for i, path in enumerate(models, 1):
+        angles[path.name], infos[path.name] = run_model(path, crops, out)
+        print(f"[fsanet] {i}/{len(models)} {path.name}: {len(crops)} faces", file=sys.stderr, flush=True)
+    heavy = sorted(m for m in HEAVY if m in sys.modules)
+    if heavy or attempts:
+        print(f"[fsanet] refused: heavy imports {heavy}, process starts {attempts}", file=sys.stderr)
+        return 3
+    atomic_write(out / "angles.npz", lambda tmp: _savez(tmp, angles))
+    record = {"machine": machine(), "artifacts": infos, "faces": len(crops), "process_starts": attempts}
+    atomic_write(out / "runtime.json", lambda tmp: Path(tmp).write_text(json_text(record)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
