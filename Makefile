@@ -57,7 +57,7 @@ ARM_STEM := fsanet-fusion-300wlp
 ARM_MODEL := $(ARM)/$(ARM_STEM).pt
 ARM_CALIB := $(SHARED)/real-faces/afw
 ARM_VERIFY := --faces $(SHARED)/real-faces/helen-trainset
-ARM_DRIFT := --faces $(SHARED)/real-faces --data $(SHARED)/aflw2000-sample
+ARM_DRIFT := --faces $(SHARED)/real-faces
 ARM_IMPORT := $(BIN)/fsanet import-keras $(FUSION_H5) -o $(ARM_MODEL)
 else
 ARM_STEM := fsanet-fusion-synthetic

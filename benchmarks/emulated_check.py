@@ -1,13 +1,13 @@
-"""The script the emulated aarch64 Python runs (`fsanet arm`): angles of each artifact on the
-given crops, with the runtime-only install, and what the machine and each runtime say of the
+"""The script the emulated aarch64 Python runs (`fsanet arm`): `fsanet check` on a kit made on
+x86, with the runtime-only install, then what the machine and each runtime say of the
 instruction set and kernels they used.
 
-    python3.11 -m fsanet.benchmarks.emulated_angles CROPS.npy OUT_DIR MODEL [MODEL ...]
+    python3.11 -m fsanet.benchmarks.emulated_check KIT OUT_DIR
 
-writes OUT_DIR/angles.npz (one (N, 3) array per model file name) and OUT_DIR/runtime.json.
-Under qemu-user without binfmt_misc a child process cannot run, so any attempt to start one is
-refused and fails the run: what passes here needs no process of its own on a device either.
-Only numpy, the runtimes and fsanet's runtime-only modules are imported; no timing is taken.
+writes OUT_DIR/check/ (check.json, check.md: the kit's own report, without latency) and
+OUT_DIR/runtime.json. Under qemu-user without binfmt_misc a child process cannot run, so any
+attempt to start one is refused and fails the run: what passes here starts no process on a
+device either. No torch, TensorFlow or JAX may be imported; no time is measured.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from contextlib import redirect_stdout
 from pathlib import Path
 
 SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty"}
@@ -37,9 +38,9 @@ def refuse_processes() -> None:
 
 def machine() -> dict:
     """The CPU as the emulated kernel presents it (qemu's /proc/cpuinfo: part number and the
-    feature flags, which is what the runtimes' CPU detection reads too). Built from the parts of
-    benchmarks.machine.fingerprint that start no process (its platform.platform() runs `uname -p`)
-    and that are the guest's own (caches, governor and cores would be the host's)."""
+    feature flags, which is what the runtimes' CPU detection reads too): the parts of
+    benchmarks.machine.fingerprint that are the guest's own (caches, governor and cores would be
+    the host's)."""
     import os
     import platform
 
@@ -73,50 +74,47 @@ def onnx_kernels(trace: str) -> dict[str, dict[str, int]]:
     return {p: dict(sorted(c.items())) for p, c in sorted(out.items())}
 
 
-def run_model(path: Path, crops, out: Path) -> tuple[object, dict]:
+def runtime_info(path: Path, crop) -> dict:
+    """What runs the file (providers, delegate partitions) and, for ONNX, the kernels (op types
+    per execution provider) of one profiled inference."""
     from fsanet import runtimes
 
     onnx = path.suffix.lower() == ".onnx"
-    options = {"profile_prefix": str(out / f"ort-profile-{path.stem}")} if onnx else {}
+    options = {"profile_prefix": str(Path.cwd() / f"ort-profile-{path.stem}")} if onnx else {}
     with runtimes.open(path, threads=1, **options) as rt:
-        angles = rt.predict(crops)
+        rt.predict(crop)
         info = {"backend": rt.backend, "precision": rt.precision, "executes_on": rt.executes_on()}
         if onnx:
             trace = rt.end_profiling()
             info["kernels"] = onnx_kernels(trace)
             Path(trace).unlink()
-    return angles, info
-
-
-def _savez(path: str, arrays: dict) -> None:
-    import numpy as np
-
-    with open(path, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
-        np.savez(f, **arrays)
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
     refuse_processes()
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 3:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+    if len(args) != 2:
+        print(__doc__.strip().splitlines()[4].strip(), file=sys.stderr)
         return 2
-    import numpy as np
+    from fsanet.kit.layout import Bundle
 
+    from fsanet.cli import main as fsanet
     from fsanet.files import atomic_write, json_text
 
-    crops, out, models = np.load(args[0]), Path(args[1]), [Path(m) for m in args[2:]]
-    out.mkdir(parents=True, exist_ok=True)
-    angles, infos = {}, {}
-    for i, path in enumerate(models, 1):
-        angles[path.name], infos[path.name] = run_model(path, crops, out)
-        print(f"[fsanet] {i}/{len(models)} {path.name}: {len(crops)} faces", file=sys.stderr, flush=True)
+    kit, out = Path(args[0]), Path(args[1])
+    with open(out / "check-stdout.txt", "w") as printed, redirect_stdout(printed):  # the log keeps what runtimes say
+        code = fsanet(["check", str(kit), "--no-latency", "-o", str(out / "check")])
+    if code not in (0, 1):  # 1: a limit missed, which the host reports; anything else is an error
+        return code
+    bundle = Bundle(kit)
+    crop = bundle.golden().crops[:1]
+    infos = {a.name: runtime_info(a.path, crop) for a in bundle.artifacts()}
     heavy = sorted(m for m in HEAVY if m in sys.modules)
     if heavy or attempts:
         print(f"[fsanet] refused: heavy imports {heavy}, process starts {attempts}", file=sys.stderr)
         return 3
-    atomic_write(out / "angles.npz", lambda tmp: _savez(tmp, angles))
-    record = {"machine": machine(), "artifacts": infos, "faces": len(crops), "process_starts": attempts}
+    record = {"machine": machine(), "artifacts": infos, "check_exit": code, "process_starts": attempts}
     atomic_write(out / "runtime.json", lambda tmp: Path(tmp).write_text(json_text(record)))
     return 0
 

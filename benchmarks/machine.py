@@ -139,6 +139,14 @@ def jetson() -> dict | None:
     return out
 
 
+def system() -> str:
+    """platform.platform()'s text without its `uname -p` child process (Python runs one for the
+    processor field), which a runtime-only device under qemu-user without binfmt_misc cannot start."""
+    u = platform.uname()  # system, release, machine: the lazily read processor field stays unread
+    libc = "".join(platform.libc_ver())
+    return f"{u.system}-{u.release}-{u.machine}" + (f"-with-{libc}" if libc else "")
+
+
 def fingerprint(threads: int | None = None) -> dict:
     """What a figure measured here depends on. `threads`: the threads the run used."""
     info = _cpuinfo()
@@ -151,7 +159,7 @@ def fingerprint(threads: int | None = None) -> dict:
         "threads_used": threads,
         "caches": caches(),
         "governor": _read(SYS_CPU / "cpu0" / "cpufreq" / "scaling_governor"),
-        "system": platform.platform(),
+        "system": system(),
         "python": platform.python_version(),
         "libraries": libraries(),
     }

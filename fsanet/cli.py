@@ -311,7 +311,7 @@ def _pipeline(args) -> int:
 
 
 def _arm(args) -> int:
-    check_output_dir(args.output, [*args.artifacts, args.reference, args.faces, args.data])
+    check_output_dir(args.output, [*args.artifacts, args.reference, args.faces])
     check_inputs_exist([*args.artifacts, args.reference])
     from fsanet.benchmarks.arm_drift import ArmConfig, run_arm
 
@@ -320,8 +320,6 @@ def _arm(args) -> int:
         reference=args.reference,
         faces=args.faces,
         count=args.count,
-        per_cpu=args.per_cpu,
-        data=args.data,
         cpus=tuple(c.strip() for c in args.cpu.split(",") if c.strip()),
         budget=args.budget,
         output=args.output,
@@ -641,10 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("arm", help="drift of ONNX/TFLite files on emulated aarch64 CPU models (qemu-user)")
     s.add_argument("artifacts", nargs="+", help=".onnx and .tflite files (FP32 and INT8) to run on Arm")
     s.add_argument("--reference", required=True, help="the float ONNX; its angles on x86 are the yardstick")
-    s.add_argument("--faces", required=True, help="unlabelled real faces (folder, .npz, synthetic:N:SEED)")
+    s.add_argument("--faces", required=True, help="the kit's golden set: real faces (folder, .npz), synthetic:N:SEED")
     s.add_argument("-n", "--count", type=integer(1), default=200, help="faces drawn from --faces, evenly spread")
-    s.add_argument("--per-cpu", type=integer(1), help="faces per CPU model (model i takes slice i; default: all)")
-    s.add_argument("--data", help="labelled faces for MAE and the budget's MAE limits")
     s.add_argument("--cpu", default="cortex-a53,cortex-a72,neoverse-n1,max", help="qemu CPU models, comma-separated")
     s.add_argument("--budget", default="default", help="TOML budget, judged per CPU model (default: the shipped one)")
     s.add_argument("--cache", default="build/arm", help="where the arm64 userland, qemu and wheels are kept")
