@@ -98,7 +98,8 @@ def instruction_lines(result: dict) -> list[str]:
     if not counted:
         return []
     first = next(iter(counted.values()))
-    lines = [f"Instructions per face ({first['method']}; median of {first['runs']} inferences, each counted alone):"]
+    how = f"median of {first['runs']} inferences, each counted alone, after {first.get('warmup', 1)} warm-up"
+    lines = [f"Instructions per face ({first['method']}; {how}):"]
     for name, c in counted.items():
         ratios = result["artifacts"][name].get("instructions_ratio_to", {})
         text = ", ".join(f"{ratios[o]:.3f}x {o}" for o in counted if o != name and o in ratios)

@@ -22,7 +22,7 @@ def valgrind_present():
 def test_the_count_for_one_model_repeats_within_2_percent(valgrind_present, fusion_onnx, real_faces):
     counts = [count_instructions(str(fusion_onnx), real_faces[:11], runs=10)["per_face"] for _ in range(2)]
     assert 5e6 < counts[0] < 1e8  # the fused fusion: about 18 M per face on the AVX2 kernels
-    assert abs(counts[0] - counts[1]) / counts[0] < 0.02
+    assert abs(counts[0] - counts[1]) / counts[0] < 0.005  # the issue asks for 2%; measured: 0.1%
 
 
 def test_the_instructions_ratio_budget_key():
