@@ -116,33 +116,71 @@ def sweep_size(cfg: BenchConfig) -> int:
 
 def _latency(rts: dict, crops: np.ndarray, cfg: BenchConfig, progress, peak=None) -> tuple[dict, list]:
     """Compute-only latency per state, artifact and batch size: {state: {name: {batch: [round
-    samples]}}}. Each batch size is its own phase, hot rounds first, then in-loop rounds; in
-    each, the artifacts take turns round by round, and each round's samples stay separate (the
-    ratios' intervals resample rounds). Phases, because a deployment runs one batch size: a
-    batch-1 call timed right after another model's batch-32 call pays for its cache evictions."""
-    times = {state: {name: {b: [] for b in cfg.batches} for name in rts} for state in ("hot", "loop")}
+    samples]}}}. Each batch size is its own phase (`interleaved_latency`). Phases, because a
+    deployment runs one batch size: a batch-1 call timed right after another model's batch-32
+    call pays for its cache evictions."""
+    times = {state: {name: {} for name in rts} for state in ("hot", "loop")}
     peak_times = []
     sweep = CacheSweep(sweep_size(cfg))
     if peak is not None:
         time_calls(peak.run, 0, cfg.warmup)
     for b in cfg.batches:
-        calls = {}
-        for name, rt in rts.items():
-            feed = cycled([rt.input_format.prepare(x) for x in input_batches(crops, b)])
-            calls[name] = lambda rt=rt, feed=feed: rt.infer(next(feed))
-        for call in calls.values():
-            time_calls(call, 0, cfg.warmup)
-        for _ in range(cfg.hot_rounds):
-            for name, call in calls.items():
-                times["hot"][name][b].append(time_calls(call, cfg.hot_length, cfg.rewarm))
-                progress.update(1)
-            if peak is not None:
-                peak_times.append(time_calls(peak.run, cfg.hot_length, cfg.rewarm))
-        for _ in range(cfg.rounds):
-            for name, call in calls.items():
-                times["loop"][name][b].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
-                progress.update(1)
+        rounds, peak_rounds = interleaved_latency(batch_calls(rts, crops, b), cfg, sweep, progress, peak)
+        for state, by_name in rounds.items():
+            for name, samples in by_name.items():
+                times[state][name][b] = samples
+        peak_times += peak_rounds
     return times, peak_times
+
+
+def batch_calls(rts: dict, crops: np.ndarray, batch: int) -> dict:
+    """Per runtime, a call that infers the next of its prepared input batches of `batch` faces
+    (never the same input twice in a row)."""
+    calls = {}
+    for name, rt in rts.items():
+        feed = cycled([rt.input_format.prepare(x) for x in input_batches(crops, batch)])
+        calls[name] = lambda rt=rt, feed=feed: rt.infer(next(feed))
+    return calls
+
+
+def interleaved_latency(
+    calls: dict, cfg: BenchConfig, sweep: CacheSweep | None = None, progress=None, peak=None
+) -> tuple[dict[str, dict[str, list[np.ndarray]]], list[np.ndarray]]:
+    """One latency phase of `calls` (name -> callable; `fsanet bench` and `fsanet check` alike):
+    each warmed up, then `cfg.hot_rounds` hot rounds of `cfg.hot_length` consecutive calls and
+    `cfg.rounds` in-loop rounds of `cfg.round_runs` calls each after `sweep()` (default: a
+    write over L2 + L3), the two kinds spread evenly through the phase (`state_schedule`); in
+    each round the calls take turns, `cfg.rewarm` untimed
+    calls after each switch. Returns {"hot"|"loop": {name: [one array of ms per round]}} (the
+    ratios' intervals resample rounds) and the samples of `peak.run` timed after each hot round."""
+    sweep = sweep if sweep is not None else CacheSweep(sweep_size(cfg))
+    for call in calls.values():
+        time_calls(call, 0, cfg.warmup)
+    rounds = {state: {name: [] for name in calls} for state in ("hot", "loop")}
+    peak_rounds = []
+    for state in state_schedule(cfg.hot_rounds, cfg.rounds):
+        for name, call in calls.items():
+            if state == "hot":
+                rounds["hot"][name].append(time_calls(call, cfg.hot_length, cfg.rewarm))
+            else:
+                rounds["loop"][name].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
+            _step(progress)
+        if state == "hot" and peak is not None:
+            peak_rounds.append(time_calls(peak.run, cfg.hot_length, cfg.rewarm))
+    return rounds, peak_rounds
+
+
+def state_schedule(hot: int, loop: int) -> list[str]:
+    """The order of `hot` hot rounds and `loop` in-loop rounds, spread evenly through the phase:
+    a shared machine's speed drifts over minutes, so both states (and the ratios between them)
+    sample the same minutes instead of one state the first seconds and the other the rest."""
+    order = sorted([((i + 0.5) / hot, "hot") for i in range(hot)] + [((i + 0.5) / loop, "loop") for i in range(loop)])
+    return [state for _, state in order]
+
+
+def _step(progress) -> None:
+    if progress is not None:
+        progress.update(1)
 
 
 def _end_to_end(rts: dict, faces, cfg: BenchConfig, progress) -> dict:

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from fsanet.benchmarks.bench import BenchConfig, _latency, _open
+from fsanet.benchmarks.bench import BenchConfig, _latency, _open, state_schedule
 
 from fsanet.cli import main, missing_extra
 from fsanet.data import open_faces
@@ -127,8 +127,8 @@ def test_missing_libraries_map_to_the_extra_of_the_command():
 
 
 def test_latency_measures_each_batch_size_in_its_own_interleaved_phase(reference_models, shared_data):
-    """All batch-1 rounds (artifacts taking turns; hot rounds, then in-loop rounds) come before
-    any batch-8 call, and no call repeats the previous call's input."""
+    """All batch-1 rounds (artifacts taking turns; hot and in-loop rounds spread through the
+    phase) come before any batch-8 call, and no call repeats the previous call's input."""
     cfg = BenchConfig(batches=(1, 8), runs=6, round_runs=2, hot_round_runs=3, rewarm=1, warmup=1, sweep_bytes=1 << 20)
     rts = {name: _open(model, cfg) for name, model in reference_models.items()}
     calls = []
@@ -151,9 +151,10 @@ def test_latency_measures_each_batch_size_in_its_own_interleaved_phase(reference
     assert batches == sorted(batches) and set(batches) == {1, 8}
     timed_b1 = [name for name, b, _ in calls if b == 1][2:]  # after one warm-up call each
     assert (cfg.hot_length, cfg.hot_rounds) == (3, 2)
-    hot = (["foxtracker"] * 4 + ["omasaht-1x1"] * 4) * cfg.hot_rounds  # 1 untimed + 3 timed each
-    loop = (["foxtracker"] * 3 + ["omasaht-1x1"] * 3) * cfg.rounds  # 1 untimed + 2 timed each
-    assert timed_b1 == hot + loop
+    hot = ["foxtracker"] * 4 + ["omasaht-1x1"] * 4  # a hot round: 1 untimed + 3 timed calls each
+    loop = ["foxtracker"] * 3 + ["omasaht-1x1"] * 3  # an in-loop round: 1 untimed + 2 timed each
+    assert cfg.rounds == 3 and state_schedule(cfg.hot_rounds, cfg.rounds) == ["loop", "hot", "loop", "hot", "loop"]
+    assert timed_b1 == loop + hot + loop + hot + loop
     for name in rts:  # every call takes the next input: never the same bytes twice in a row
         inputs = [x for n, _, x in calls if n == name]
         assert all(a != b for a, b in zip(inputs, inputs[1:], strict=False))
