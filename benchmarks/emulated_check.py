@@ -66,8 +66,9 @@ def onnx_kernels(trace: str) -> dict[str, dict[str, int]]:
     nodes: dict[str, tuple[str, str]] = {}
     for event in json.loads(Path(trace).read_text()):
         args = event.get("args") or {}
-        if event.get("cat") == "Node" and "op_name" in args:
-            nodes[event["name"].removesuffix("_kernel_time")] = (args.get("provider", "?"), args["op_name"])
+        name = event.get("name", "")
+        if event.get("cat") == "Node" and name.endswith("_kernel_time") and "op_name" in args:  # not the fences
+            nodes[name.removesuffix("_kernel_time")] = (args.get("provider", "?"), args["op_name"])
     out: dict[str, Counter] = {}
     for provider, op in nodes.values():
         out.setdefault(provider, Counter())[op] += 1
