@@ -345,6 +345,7 @@ def _bundle(args) -> int:
         reference=args.reference,
         calib=args.calib,
         tar=args.tar,
+        wheel=args.wheel,
     )
     print("\n".join(summary(manifest, Path(args.output))))
     if args.tar:
@@ -620,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", default="default", help="TOML budget or a shipped name (default, ports)")
     s.add_argument("--calib", help="calibration set (.npz) for TensorRT INT8 built on the device from a float ONNX")
     s.add_argument("--tar", action="store_true", help="also write DIR.tar.gz")
+    s.add_argument("--wheel", help="fsanet-edge's py3-none-any wheel to carry (default: built from the source tree)")
     s.add_argument("-o", "--output", required=True, help="kit folder to write (new or empty)")
     s.set_defaults(run=_bundle)
 

@@ -3,7 +3,8 @@
 The folder (layout in `kit/layout.py`) holds the artifacts with their manifests, a golden set of
 crops (synthetic heads by default, so the kit can be shared; `--faces` for your own), the float
 reference's angles on them and the labels where known, every artifact's own angles on this
-machine, the budget, and a README.txt with the commands to run on the device. It is written in
+machine, the budget, fsanet-edge itself as a pure-Python wheel (kit/wheel.py: the package is on
+no package index), and a README.txt with the commands to run on the device. It is written in
 a temporary folder beside DIR and renamed into place: no half kit is ever seen.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from fsanet.kit import layout
+from fsanet.kit.wheel import install_command, kit_wheel
 
 from fsanet import __version__
 from fsanet.errors import BackendUnavailable, DataError, ModelError
@@ -164,12 +166,14 @@ def readme_text(name: str, manifest: dict) -> str:
         f"Float reference: {manifest['reference']}; golden set: {golden['description']}"
         + ("; labelled." if golden["labelled"] else "; unlabelled."),
         "",
-        "On the device (Python 3.10+; numpy and one runtime are all it needs):",
+        f"On the device (Python 3.10+), in the folder that holds {name}/: fsanet-edge from the kit's",
+        "wheel, with numpy, OpenCV and one runtime from PyPI (a virtual environment is best):",
         "",
-        f"  pip install 'fsanet-edge[{extras[0]}]'" + "".join(f"   # or [{e}]" for e in extras[1:]),
+        f"  {install_command(name, extras[0])}" + "".join(f"   # or [{e}]" for e in extras[1:]),
         f"  fsanet check {name}",
         "",
-        "Or from the machine that holds the kit, over ssh (key login, a Python with fsanet-edge there):",
+        "Or from the machine that holds the kit, over ssh (key login; fsanet-edge installed on the",
+        "device from the kit's wheel as above):",
         "",
         f"  fsanet check {name} --remote user@device --remote-python python3",
         "",
@@ -189,7 +193,8 @@ def readme_text(name: str, manifest: dict) -> str:
 EXTRA = {"onnxruntime": "onnxruntime", "tflite": "tflite", "torch": "torch", "tensorrt": "tensorrt"}
 
 
-def _write_folder(tmp: Path, sources, ref, crops, labels, names, budget_file, calib, manifest) -> None:
+def _write_folder(tmp: Path, sources, ref, crops, labels, names, budget_file, calib, wheel, manifest) -> None:
+    wheel.write(tmp)
     for s in sources:
         shutil.copyfile(s.path, tmp / s.name)
         if s.sidecar is not None:
@@ -232,8 +237,10 @@ def make_bundle(
     reference: str | None = None,
     calib: str | Path | None = None,
     tar: bool = False,
+    wheel: str | Path | None = None,
 ) -> dict:
-    """Write the kit folder `output` (and `output.tar.gz` with `tar`); returns bundle.json's content."""
+    """Write the kit folder `output` (and `output.tar.gz` with `tar`); returns bundle.json's content.
+    `wheel`: the fsanet-edge wheel the kit carries (default: built from the source tree)."""
     from fsanet.benchmarks import machine
     from fsanet.benchmarks.accuracy import mae
 
@@ -245,6 +252,7 @@ def make_bundle(
     if calib is not None and not Path(calib).is_file():
         raise DataError(f"{calib}: no such calibration set (make one with `fsanet calib build`)")
     budget_file, unused = _budget(budget, [s.name for s in sources])
+    carried = kit_wheel(wheel)  # an installed fsanet-edge without --wheel fails here, before any work
     crops, labels, names, described = _golden_faces(faces, count, seed)
     _run_here(sources, crops)
     ref = _pick_reference(sources, given_ref)
@@ -278,8 +286,10 @@ def make_bundle(
         },
         "budget": {"file": layout.BUDGET, "source": str(budget), "sections_naming_no_artifact": unused},
         "calib": {"file": layout.CALIB, "source": str(calib)} if calib else None,
+        "wheel": {"file": carried.name, "version": __version__, "source": carried.source},
     }
-    _publish(output, lambda tmp: _write_folder(tmp, sources, ref, crops, labels, names, budget_file, calib, manifest))
+    fill = [sources, ref, crops, labels, names, budget_file, calib, carried, manifest]
+    _publish(output, lambda tmp: _write_folder(tmp, *fill))
     if tar:
         atomic_write(tar_path(output), lambda tmp: _tar(output, tmp))
     return manifest
@@ -312,6 +322,7 @@ def summary(manifest: dict, output: Path) -> list[str]:
         note = "" if a["host_angles"] else f" ({a['host_note']})"
         lines.append(f"  {a['file']}: {a['backend']}, {a['precision']}" + note)
     lines.append(f"  reference: {manifest['reference']}; budget: {manifest['budget']['source']}")
+    lines.append(f"  fsanet-edge for the device: {manifest['wheel']['file']} ({manifest['wheel']['source']})")
     unused = manifest["budget"]["sections_naming_no_artifact"]
     if unused:
         lines.append(f"  budget sections naming no artifact of the kit (not judged): {unused}")

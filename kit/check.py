@@ -99,26 +99,12 @@ def _accuracy(angles: np.ndarray, golden: layout.Golden, host: np.ndarray | None
 
 def _latency(rts: dict, crops: np.ndarray, cfg: CheckConfig) -> dict[str, dict[str, list[np.ndarray]]]:
     """Per artifact, its batch-1 round samples in each state: hot (consecutive calls) and in the
-    loop (each call after an untimed write over L2 + L3); artifacts take turns round by round."""
-    from fsanet.benchmarks.bench import sweep_size
-    from fsanet.benchmarks.latency import CacheSweep, cycled, input_batches, time_calls
+    loop (each call after an untimed write over L2 + L3); artifacts take turns round by round,
+    as in `fsanet bench` (one loop: benchmarks/bench.py interleaved_latency)."""
+    from fsanet.benchmarks.bench import batch_calls, interleaved_latency
 
-    bc = cfg.bench()
-    sweep = CacheSweep(sweep_size(bc))
-    calls = {}
-    for name, rt in rts.items():
-        feed = cycled([rt.input_format.prepare(x) for x in input_batches(crops, 1)])
-        calls[name] = lambda rt=rt, feed=feed: rt.infer(next(feed))
-    for call in calls.values():
-        time_calls(call, 0, bc.warmup)
-    rounds = {name: {"hot": [], "loop": []} for name in calls}
-    for _ in range(bc.hot_rounds):
-        for name, call in calls.items():
-            rounds[name]["hot"].append(time_calls(call, bc.hot_length, bc.rewarm))
-    for _ in range(bc.rounds):
-        for name, call in calls.items():
-            rounds[name]["loop"].append(time_calls(call, bc.round_runs, bc.rewarm, before=sweep))
-    return rounds
+    rounds, _ = interleaved_latency(batch_calls(rts, crops, 1), cfg.bench())
+    return {name: {state: rounds[state][name] for state in rounds} for name in rts}
 
 
 def _latency_results(results: dict, rounds: dict) -> None:
@@ -201,7 +187,9 @@ def run_check(folder: str | Path, output: str | Path | None = None, cfg: CheckCo
             skipped[art.name] = {"backend": art.backend, "extra": missing.extra, "reason": str(missing)}
     runnable = [a for a in arts if a.name not in skipped]
     if not runnable:
-        extras = sorted({f"pip install 'fsanet-edge[{s['extra']}]'" for s in skipped.values()})
+        wheel = (bundle.manifest.get("wheel") or {}).get("file")  # kits from before it carried one: none
+        package = f"{folder}/{wheel}" if wheel else "fsanet-edge"
+        extras = sorted({f"pip install '{package}[{s['extra']}]'" for s in skipped.values()})
         raise DataError(f"{folder}: no artifact of the kit can run here; install a runtime: {' or '.join(extras)}")
     heat = machine.thermal()
     steps = _Steps(len(runnable) + cfg.latency)

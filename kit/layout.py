@@ -9,6 +9,7 @@ KIT/
                      reference, labels (N,3) where known, names (N,)
   host-angles.npz    each artifact's own angles on the machine that made the kit, by file name
   calib.npz          optional (`bundle --calib`): calibration set for implicit INT8 TensorRT
+  fsanet_edge-VER-py3-none-any.whl   fsanet-edge itself, for the device's pip (kit/wheel.py)
   <artifact>         the model files, flat, each with its sidecar manifest <artifact>.json
 ```
 A flat folder, so that copying it (scp, adb push, a USB stick) needs no recursion.

@@ -77,12 +77,21 @@ def runtime_only():
 
 
 @pytest.fixture(scope="session")
-def tiny_kit(tiny_models, tmp_path_factory) -> Path:
-    """A kit of two tiny foreign ONNX models (mean as the reference, and NaN) on 8 synthetic heads."""
+def fsanet_wheel(tmp_path_factory) -> Path:
+    """This checkout's wheel, built once (kit/wheel.py), for the kits that the tests make: each
+    `fsanet bundle` would build it again."""
+    from fsanet.kit.wheel import build_wheel, source_tree
+
+    return build_wheel(source_tree(), tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def tiny_kit(tiny_models, fsanet_wheel, tmp_path_factory) -> Path:
+    """A kit of a tiny foreign ONNX model (mean, the reference) on 8 synthetic heads."""
     from fsanet.kit.bundle import make_bundle
 
     out = tmp_path_factory.mktemp("tiny-kit") / "kit"
-    make_bundle([tiny_models["mean"]], out, count=8, reference=tiny_models["mean"])
+    make_bundle([tiny_models["mean"]], out, count=8, reference=tiny_models["mean"], wheel=fsanet_wheel)
     return out
 
 

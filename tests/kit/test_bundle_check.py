@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
+from fsanet.kit.wheel import source_tree
 
 from fsanet import runtimes
 from fsanet.files import sha256
 
 FAST = ["--runs", "4", "--warmup", "1"]
+WHEEL = "fsanet_edge-0.1.0-py3-none-any.whl"
 
 
 def test_bundle_layout(tiny_models, tmp_path, cli, capsys):
@@ -21,7 +24,8 @@ def test_bundle_layout(tiny_models, tmp_path, cli, capsys):
                             "--seed", "3", "-o", out, "--tar")  # fmt: skip
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["README.txt", "budget.toml", "bundle.json", "golden.npz", "host-angles.npz", "mean.onnx"]
+    assert names == ["README.txt", "budget.toml", "bundle.json", "fsanet_edge-0.1.0-py3-none-any.whl", "golden.npz",
+                     "host-angles.npz", "mean.onnx"]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kit", "kit.tar.gz"]  # no temporary folder left
     m = json.loads((out / "bundle.json").read_text())
     assert m["format"] == "fsanet-bundle" and m["reference"] == "mean.onnx"
@@ -38,8 +42,15 @@ def test_bundle_layout(tiny_models, tmp_path, cli, capsys):
         assert np.array_equal(z["crops"], heads.images()) and np.allclose(z["labels"], heads.poses)
         with runtimes.open(tiny_models["mean"]) as rt:
             assert np.array_equal(z["reference"], rt.predict(z["crops"]))
+    source = source_tree()
+    assert m["wheel"] == {"file": WHEEL, "version": "0.1.0", "source": f"built from {source}"}
+    with zipfile.ZipFile(out / WHEEL) as z:  # this checkout's code, the default model, nothing else
+        assert z.read("fsanet/kit/wheel.py") == (source / "kit" / "wheel.py").read_bytes()
+        assert "fsanet/benchmarks/bench.py" in z.namelist() and "fsanet/kit/check.py" in z.namelist()
+        assert "fsanet/models/fsanet-fusion-synthetic.pt" in z.namelist()
+        assert {n.split("/")[0] for n in z.namelist()} == {"fsanet", "fsanet_edge-0.1.0.dist-info"}
     readme = (out / "README.txt").read_text()
-    assert "pip install 'fsanet-edge[onnxruntime]'" in readme and "fsanet check kit" in readme
+    assert f"pip install 'kit/{WHEEL}[onnxruntime]'" in readme and "fsanet check kit" in readme
     assert "fsanet check kit --remote user@device" in readme
     assert "wrote" in stdout and "kit.tar.gz" in stdout
     import tarfile
@@ -59,7 +70,7 @@ def test_check_passes_and_writes_both_reports(tiny_kit, tmp_path, cli, capsys):
     assert a["drift_to_host"]["max"] == 0.0 and a["latency"]["compute"]["1"]["runs"] == 4
     assert a["mae"]["mean"] > 0 and abs(a["mae_increase"]) < 1e-9  # labelled synthetic heads
     assert r["verdict"] == "PASS" and r["recommended"]["artifact"] == "mean.onnx"
-    assert r["bundle"]["files_verified"] == 5 and r["machine"]["cpu"]
+    assert r["bundle"]["files_verified"] == 6 and r["machine"]["cpu"]
     assert r["not_judged"] == [] and r["budget"]["limits"] == {"all": {"max_drift": 0.25, "max_mae_increase": 0.2}}
     md = (tmp_path / "rep" / "check.md").read_text()
     assert "| mean.onnx (golden) | onnxruntime | unknown | PASS |" in md and "verdict: PASS" in md
@@ -77,7 +88,9 @@ def test_default_report_folder_is_inside_the_kit(tiny_kit, tmp_path, cli, capsys
     assert code == 0
 
 
-def test_limits_this_check_cannot_measure_are_listed_as_not_judged(tiny_models, noise_faces, tmp_path, cli, capsys):
+def test_limits_this_check_cannot_measure_are_listed_as_not_judged(
+    tiny_models, noise_faces, fsanet_wheel, tmp_path, cli, capsys
+):
     budget = tmp_path / "b.toml"
     budget.write_text(
         '[all]\nmax_drift = 0.1\nmax_p50_ms = 1000\n["other.onnx"]\nmax_drift = 0.1\n'
@@ -85,7 +98,7 @@ def test_limits_this_check_cannot_measure_are_listed_as_not_judged(tiny_models, 
     )
     kit = tmp_path / "kit"
     code, out, err = cli(capsys, "bundle", tiny_models["mean"], "--reference", tiny_models["mean"], "--faces",
-                         noise_faces, "--budget", budget, "-o", kit)  # fmt: skip
+                         noise_faces, "--budget", budget, "--wheel", fsanet_wheel, "-o", kit)  # fmt: skip
     assert code == 0, err
     assert "budget sections naming no artifact of the kit (not judged): ['other.onnx']" in out
     code, out, _ = cli(capsys, "check", kit, "--no-latency", "-o", tmp_path / "rep")
@@ -121,10 +134,10 @@ def test_a_missing_file_and_a_folder_that_is_no_kit_exit_2(tiny_kit, tmp_path, c
     assert code == 2 and "bundle.json: missing" in err
 
 
-def test_a_model_with_nan_angles_exits_1(tiny_models, tmp_path, cli, capsys):
+def test_a_model_with_nan_angles_exits_1(tiny_models, fsanet_wheel, tmp_path, cli, capsys):
     kit = tmp_path / "kit"
     code, _, err = cli(capsys, "bundle", tiny_models["nan"], "--reference", tiny_models["mean"], "--count", "4",
-                       "-o", kit)  # fmt: skip
+                       "--wheel", fsanet_wheel, "-o", kit)  # fmt: skip
     assert code == 0, err
     code, out, _ = cli(capsys, "check", kit, *FAST, "-o", tmp_path / "rep")
     assert code == 1
@@ -133,8 +146,8 @@ def test_a_model_with_nan_angles_exits_1(tiny_models, tmp_path, cli, capsys):
     assert r["artifacts"]["nan.onnx"]["verdict"] == "FAIL" and r["recommended"]["artifact"] == "mean.onnx"
 
 
-def test_bundle_refuses_bad_input(tiny_models, tmp_path, cli, capsys):
-    code, _, err = cli(capsys, "bundle", tiny_models["mean"], "-o", tmp_path / "a")
+def test_bundle_refuses_bad_input(tiny_models, fsanet_wheel, tmp_path, cli, capsys):
+    code, _, err = cli(capsys, "bundle", tiny_models["mean"], "--wheel", fsanet_wheel, "-o", tmp_path / "a")
     assert code == 2 and "FP32 ONNX among the artifacts, found none" in err and "--reference" in err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
@@ -150,6 +163,32 @@ def test_bundle_refuses_bad_input(tiny_models, tmp_path, cli, capsys):
                        tmp_path / "none.toml", "-o", tmp_path / "c")  # fmt: skip
     assert code == 2 and "none.toml: no such budget file" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "m.engine"]
+
+
+def test_bundle_refuses_a_wheel_that_is_not_this_fsanet_edge(tiny_models, fsanet_wheel, tmp_path, cli, capsys):
+    def bundle(wheel):
+        return cli(capsys, "bundle", tiny_models["mean"], "--reference", tiny_models["mean"], "--count", "2",
+                   "--wheel", wheel, "-o", tmp_path / "kit")  # fmt: skip
+
+    fake = tmp_path / WHEEL
+    fake.write_text("not a zip")
+    older = shutil.copyfile(fsanet_wheel, tmp_path / "fsanet_edge-0.0.9-py3-none-any.whl")
+    native = shutil.copyfile(fsanet_wheel, tmp_path / "fsanet_edge-0.1.0-cp311-cp311-linux_x86_64.whl")
+    other = shutil.copyfile(fsanet_wheel, tmp_path / "numpy-0.1.0-py3-none-any.whl")
+    for wheel, why in [
+        (tmp_path / "none.whl", "no such file"),
+        (fake, "not a valid wheel"),
+        (older, "fsanet-edge 0.0.9, but this fsanet-edge is 0.1.0"),
+        (native, "tagged cp311-cp311-linux_x86_64; the kit needs the pure-Python py3-none-any wheel"),
+        (other, f"not a wheel of fsanet-edge (its name must be {WHEEL})"),
+    ]:
+        code, _, err = bundle(wheel)
+        assert code == 2 and f"--wheel {wheel}: {why}" in err
+    assert not (tmp_path / "kit").exists()
+    code, _, err = bundle(fsanet_wheel)
+    assert code == 0, err
+    assert sha256(tmp_path / "kit" / WHEEL) == sha256(fsanet_wheel)
+    assert json.loads((tmp_path / "kit" / "bundle.json").read_text())["wheel"]["source"] == str(fsanet_wheel)
 
 
 def test_build_without_tensorrt_names_the_extra(tiny_kit, cli, capsys):
@@ -173,4 +212,5 @@ def test_check_runs_on_a_runtime_only_install(tiny_kit, tmp_path, runtime_only):
 def test_an_artifact_whose_runtime_is_missing_is_skipped_naming_the_extra(tiny_kit, tmp_path, runtime_only):
     done = runtime_only("onnxruntime", "check", tiny_kit, *FAST, "-o", tmp_path / "rep")
     assert done.returncode == 2  # nothing left to run
-    assert "no artifact of the kit can run here" in done.stderr and "fsanet-edge[onnxruntime]" in done.stderr
+    assert "no artifact of the kit can run here" in done.stderr
+    assert f"pip install '{tiny_kit}/{WHEEL}[onnxruntime]'" in done.stderr

@@ -16,12 +16,13 @@ GOLDEN = 96  # HELEN faces in the golden set (never calibrated on)
 
 
 @pytest.fixture(scope="module")
-def fusion_kit(fusion_onnx, fusion_tflite, fusion_tflite_int8, shared_data, tmp_path_factory) -> Path:
+def fusion_kit(fusion_onnx, fusion_tflite, fusion_tflite_int8, shared_data, fsanet_wheel, tmp_path_factory) -> Path:
     from fsanet.kit.bundle import make_bundle
 
     out = tmp_path_factory.mktemp("fusion-kit") / "fusion-kit"
     helen = shared_data / "real-faces" / "helen-trainset"
-    make_bundle([fusion_onnx, fusion_tflite, fusion_tflite_int8], out, faces=str(helen), count=GOLDEN)
+    arts = [fusion_onnx, fusion_tflite, fusion_tflite_int8]
+    make_bundle(arts, out, faces=str(helen), count=GOLDEN, wheel=fsanet_wheel)
     return out
 
 
@@ -89,10 +90,11 @@ def dark_int8(fusion_onnx, shared_data, tmp_path_factory) -> Path:
     return out
 
 
-def test_a_wrongly_calibrated_int8_exits_1(fusion_onnx, dark_int8, shared_data, tmp_path, cli, capsys):
+def test_a_wrongly_calibrated_int8_exits_1(fusion_onnx, dark_int8, shared_data, fsanet_wheel, tmp_path, cli, capsys):
     kit = tmp_path / "kit"
     helen = shared_data / "real-faces" / "helen-trainset"
-    code, _, err = cli(capsys, "bundle", fusion_onnx, dark_int8, "--faces", helen, "--count", GOLDEN, "-o", kit)
+    argv = [fusion_onnx, dark_int8, "--faces", helen, "--count", GOLDEN, "--wheel", fsanet_wheel]
+    code, _, err = cli(capsys, "bundle", *argv, "-o", kit)
     assert code == 0, err
     code, out, _ = cli(capsys, "check", kit, *FAST, "--no-latency", "-o", tmp_path / "rep")
     assert code == 1, out

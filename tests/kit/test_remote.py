@@ -28,11 +28,10 @@ def test_remote_check_copies_runs_and_fetches(tiny_kit, sshd, tmp_path, cli, cap
     assert code == 0, out + err  # into the same remote folder again
 
 
-def test_remote_budget_failure_passes_exit_1_through(tiny_models, sshd, tmp_path, cli, capsys):
+def test_remote_budget_failure_passes_exit_1_through(tiny_models, fsanet_wheel, sshd, tmp_path, cli, capsys):
     kit = tmp_path / "kit"
-    assert (
-        cli(capsys, "bundle", tiny_models["nan"], "--reference", tiny_models["mean"], "--count", "4", "-o", kit)[0] == 0
-    )
+    argv = [tiny_models["nan"], "--reference", tiny_models["mean"], "--count", "4", "--wheel", fsanet_wheel]
+    assert cli(capsys, "bundle", *argv, "-o", kit)[0] == 0
     code, out, _ = remote_check(cli, capsys, kit, sshd, f"{sshd.host}:{tmp_path / 'there'}", "-o", tmp_path / "rep")
     assert code == 1 and "nan.onnx: the model produced non-finite angles" in out
     assert json.loads((tmp_path / "rep" / "check.json").read_text())["verdict"] == "FAIL"
@@ -58,11 +57,14 @@ def test_a_damaged_kit_is_refused_before_any_copy(tiny_kit, sshd, tmp_path, cli,
     assert code == 2 and "budget.toml: sha256" in err and not (tmp_path / "there").exists()
 
 
-def test_the_fusion_kit_over_ssh_gives_the_golden_fp32_angles(fusion_onnx, shared_data, sshd, tmp_path, cli, capsys):
+def test_the_fusion_kit_over_ssh_gives_the_golden_fp32_angles(
+    fusion_onnx, shared_data, fsanet_wheel, sshd, tmp_path, cli, capsys
+):
     from fsanet.kit.bundle import make_bundle
 
     kit = tmp_path / "fusion-kit"
-    make_bundle([fusion_onnx], kit, faces=str(shared_data / "real-faces" / "helen-trainset"), count=64)
+    helen = shared_data / "real-faces" / "helen-trainset"
+    make_bundle([fusion_onnx], kit, faces=str(helen), count=64, wheel=fsanet_wheel)
     code, out, err = remote_check(cli, capsys, kit, sshd, f"{sshd.host}:{tmp_path / 'there'}")
     assert code == 0, out + err
     (report,) = kit.glob("check-*/check.json")  # the default report folder: check-<user@host>
