@@ -147,9 +147,10 @@ def interleaved_latency(
     calls: dict, cfg: BenchConfig, sweep: CacheSweep | None = None, progress=None, peak=None
 ) -> tuple[dict[str, dict[str, list[np.ndarray]]], list[np.ndarray]]:
     """One latency phase of `calls` (name -> callable; `fsanet bench` and `fsanet check` alike):
-    each warmed up, then `cfg.hot_rounds` hot rounds of `cfg.hot_length` consecutive calls,
-    then `cfg.rounds` in-loop rounds of `cfg.round_runs` calls each after `sweep()` (default: a
-    write over L2 + L3); in each, the calls take turns round by round, `cfg.rewarm` untimed
+    each warmed up, then `cfg.hot_rounds` hot rounds of `cfg.hot_length` consecutive calls and
+    `cfg.rounds` in-loop rounds of `cfg.round_runs` calls each after `sweep()` (default: a
+    write over L2 + L3), the two kinds spread evenly through the phase (`state_schedule`); in
+    each round the calls take turns, `cfg.rewarm` untimed
     calls after each switch. Returns {"hot"|"loop": {name: [one array of ms per round]}} (the
     ratios' intervals resample rounds) and the samples of `peak.run` timed after each hot round."""
     sweep = sweep if sweep is not None else CacheSweep(sweep_size(cfg))
@@ -157,17 +158,24 @@ def interleaved_latency(
         time_calls(call, 0, cfg.warmup)
     rounds = {state: {name: [] for name in calls} for state in ("hot", "loop")}
     peak_rounds = []
-    for _ in range(cfg.hot_rounds):
+    for state in state_schedule(cfg.hot_rounds, cfg.rounds):
         for name, call in calls.items():
-            rounds["hot"][name].append(time_calls(call, cfg.hot_length, cfg.rewarm))
+            if state == "hot":
+                rounds["hot"][name].append(time_calls(call, cfg.hot_length, cfg.rewarm))
+            else:
+                rounds["loop"][name].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
             _step(progress)
-        if peak is not None:
+        if state == "hot" and peak is not None:
             peak_rounds.append(time_calls(peak.run, cfg.hot_length, cfg.rewarm))
-    for _ in range(cfg.rounds):
-        for name, call in calls.items():
-            rounds["loop"][name].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
-            _step(progress)
     return rounds, peak_rounds
+
+
+def state_schedule(hot: int, loop: int) -> list[str]:
+    """The order of `hot` hot rounds and `loop` in-loop rounds, spread evenly through the phase:
+    a shared machine's speed drifts over minutes, so both states (and the ratios between them)
+    sample the same minutes instead of one state the first seconds and the other the rest."""
+    order = sorted([((i + 0.5) / hot, "hot") for i in range(hot)] + [((i + 0.5) / loop, "loop") for i in range(loop)])
+    return [state for _, state in order]
 
 
 def _step(progress) -> None:
