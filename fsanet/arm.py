@@ -230,9 +230,18 @@ def _platform_args() -> list[str]:
 def _install_wheels(pins: list[str], site: Path) -> None:
     """pip resolves the dependencies for aarch64 and installs the wheels into `site`; every
     dependency is held to the version installed here (a constraints file of this environment)."""
+    import sysconfig
     from importlib.metadata import distributions
 
-    here = sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]})
+    # the environment's own site-packages only: after TensorFlow or JAX are imported, sys.path can
+    # hold folders with other copies of a distribution, and two pins of one name make pip's
+    # resolution impossible
+    site_dirs = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    first = {}
+    for d in distributions(path=site_dirs):
+        if d.metadata["Name"]:
+            first.setdefault(_norm(d.metadata["Name"]), f"{d.metadata['Name']}=={d.version}")
+    here = sorted(first.values())
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text("\n".join(p for p in here if _norm(p.split("==")[0]) != "fsanet-edge") + "\n")
@@ -293,8 +302,11 @@ def _need(tool: str, package: str) -> str:
 def _run(cmd: list[str], step: str, cwd: Path | None = None) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise DataError(f"{step} failed (exit {proc.returncode}): {tail}")
+        # pip's "Location ... is ignored" warnings about absent local indexes are noise here
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if "is ignored:" not in ln]
+        log = Path(tempfile.mkstemp(prefix="fsanet-arm-", suffix=".log")[1])
+        log.write_text(f"$ {' '.join(cmd)}\n\n{proc.stdout}\n{proc.stderr}")
+        raise DataError(f"{step} failed (exit {proc.returncode}): {' | '.join(lines[-6:])} (full output: {log})")
     return proc.stdout
 
 

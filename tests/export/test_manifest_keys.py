@@ -22,7 +22,7 @@ KEYS = {
 ONNX_KEYS = KEYS | {"opset"}
 ENGINE_KEYS = ONNX_KEYS | {"source_onnx", "tensorrt", "gpu", "build_log"}
 CALIBRATION = {"source", "count", "sampling", "seed", "sha256"}
-ENTROPY_CALIBRATOR = {"method", "batch", "batches", "cache", "cache_reused"}
+ENTROPY_CALIBRATOR = {"method", "batch", "batches", "cache", "cache_key", "cache_reused"}  # cache_key: the sidecar
 VERIFICATION = {"against", "faces", "count", "drift_mean_deg", "drift_max_deg", "max_abs_diff_deg"}
 SEARCH = {"max_drift_deg", "op_types_in", "trajectory", "chosen"}
 TRIAL = {"op_types", "drift_mean_deg", "drift_max_deg", "kept", "error"}
@@ -150,14 +150,23 @@ def _engine(source: Path, precision: str, calib_set=None) -> dict:
     built = _Built(
         engine=Path("candidate.engine"),
         plan=plan_build(src["precision"], precision, version, calibrated),
-        facts=SimpleNamespace(precision=src["precision"], opset=17 if calibrated else 18),
+        facts=SimpleNamespace(precision=src["precision"], opset=17 if calibrated else 18, input_name="input"),
         shapes=((1, 3, 64, 64), (16, 3, 64, 64), (64, 3, 64, 64)),
         gpu={"name": "Orin", "compute_capability": "8.7"},
         feed=SimpleNamespace(batch_size=8, batches_fed=3, used_cache=False) if calibrated else None,
         cache_file=Path("calib-abc.cache") if calibrated else None,
+        platform={"fast_fp16": True, "fast_int8": True},
+        dla=None,
+        layers='{"Layers": []}',
     )
-    opts = {"workspace_mb": 1024, "timing_cache": None}
-    return _engine_manifest(src, built, version, calib_set, opts, "one.engine.log")
+    opts = {"workspace_mb": 1024, "timing_cache": None, "optimization_level": None}
+    names = {
+        "log": "one.engine.log",
+        "layers": "one.engine.layers.json",
+        "engine": "one.engine",
+        "source_choice": "given",
+    }
+    return _engine_manifest(src, built, version, calib_set, opts, names)
 
 
 def test_engine_manifest_has_the_same_keys_and_keeps_the_opset(exported, calib_set):
