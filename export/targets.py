@@ -46,6 +46,7 @@ class ExportJob:
     int8_max_drift: float | None = None
     int8_float_ops: tuple[str, ...] | None = None
     qat: bool = False
+    trt_options: dict = field(default_factory=dict)  # build_engine keywords (dla_core, gpu_fallback)
     float_onnx: Path = field(init=False)
     built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
     _tflite: Path | None = field(default=None, init=False)
@@ -117,11 +118,15 @@ def export_targets(
     int8_max_drift: float | None = None,
     int8_float_ops: tuple[str, ...] | None = None,
     skip_unavailable: bool = False,
+    dla_core: int | None = None,
+    gpu_fallback: bool = True,
 ) -> list[dict]:
-    """Build every target; returns one summary row per target (skipped ones say why)."""
+    """Build every target; returns one summary row per target (skipped ones say why).
+    `dla_core`/`gpu_fallback`: TensorRT engines on that DLA core (fsanet.export.trt_dla)."""
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint
 
+    trt_options = _check_trt_options(targets, dla_core, gpu_fallback)
     qat = is_qat_checkpoint(checkpoint_path)
     _check(targets, calib_path, skip_unavailable, qat)
     if qat and (int8_max_drift is not None or int8_float_ops is not None):
@@ -134,8 +139,9 @@ def export_targets(
         calib = calib_mod.load(calib_path)
     verify, verify_name = _faces(verify_path) if verify_path else (None, "")
     job = ExportJob(
-        Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat
-    )
+        Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat,
+        trt_options,
+    )  # fmt: skip
     job.float_onnx = job.file("onnx")
     export_onnx(_float_checkpoint(job), job.float_onnx, verify, verify_name)
     rows = []
@@ -224,6 +230,21 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
     return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
 
 
+def _check_trt_options(targets: list[str], dla_core, gpu_fallback: bool) -> dict:
+    """The TensorRT-only options, refused before anything is built when no target takes them."""
+    if dla_core is None and gpu_fallback:
+        return {}
+    from fsanet.export.tensorrt import TARGET_PRECISION as PRECISION
+    from fsanet.export.tensorrt import check_dla_options
+
+    trt = [t for t in targets if t in TENSORRT_TARGETS]
+    if not trt:
+        raise DataError("--dla-core/--no-gpu-fallback apply to TensorRT engines; add --to tensorrt-fp16 or tensorrt-int8")
+    for t in trt:
+        check_dla_options(dla_core, gpu_fallback, PRECISION[t])
+    return {"dla_core": dla_core, "gpu_fallback": gpu_fallback}
+
+
 def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
     """Engines run only on the GPU and TensorRT version that built them: build on the device."""
     if importlib.util.find_spec("tensorrt") is None:  # _check refused already unless skipping was asked
@@ -237,9 +258,19 @@ def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
     # TensorRT wants), else implicit from the float ONNX with the entropy calibrator
     qdq = job.built.get("onnx-int8")
     source = qdq if target == "tensorrt-int8" and qdq else job.float_onnx
-    m = build_engine(source, out, PRECISION[target], job.calib, verify=faces, verify_name=name)
+    m = build_engine(source, out, PRECISION[target], job.calib, verify=faces, verify_name=name, **job.trt_options)
     v = m.get("verification")
-    return _row(target, out, name, _drift_text(v, "float ONNX") if v else "not verified (no faces given)")
+    text = _drift_text(v, "float ONNX") if v else "not verified (no faces given)"
+    return _row(target, out, name, text + _dla_text(m["tensorrt"].get("dla")))
+
+
+def _dla_text(dla: dict | None) -> str:
+    """The summary's note on a DLA engine: its core, and the layers TensorRT put on the GPU."""
+    if not dla:
+        return ""
+    on_gpu = dla.get("running_on_gpu")
+    where = "layers on the GPU not listed in the build log" if on_gpu is None else f"{len(on_gpu)} layers on the GPU"
+    return f"; DLA core {dla['core']}, {where}"
 
 
 _BUILDERS = {"onnx": _onnx, "tflite": _tflite, "tensorrt": _tensorrt}

@@ -36,16 +36,31 @@ class BuildPlan:
     calibrate: bool  # implicit INT8 with the entropy calibrator
 
 
-def plan_build(source: str, precision: str, trt_version: str, has_calib: bool) -> BuildPlan:
+def plan_build(
+    source: str, precision: str, trt_version: str, has_calib: bool, dla: bool = False, gpu_fallback: bool = True
+) -> BuildPlan:
     """Decide the build for `precision` from an ONNX of precision `source`; raise DataError with
-    the fix for a combination this TensorRT cannot build."""
+    the fix for a combination this TensorRT cannot build. `dla`: for a DLA core, weakly typed with
+    trtexec's DLA flags before TensorRT 11 (fsanet.export.trt_dla)."""
+    from fsanet.export.trt_dla import dla_flags, strongly_typed_dla
+
     if precision not in PRECISIONS:
         raise DataError(
             f"unknown TensorRT precision {precision!r}; choose {', '.join(PRECISIONS)} "
             f"(targets {', '.join(TARGET_PRECISION)})"
         )
+    if not dla:
+        return _plan(source, precision, trt_version, has_calib, int(str(trt_version).split(".")[0]) >= 10)
+    if precision == "fp32":
+        raise DataError("--dla-core: DLA runs FP16 or INT8 only; build tensorrt-fp16 or tensorrt-int8 for a DLA core")
+    typed = strongly_typed_dla(trt_version)
+    plan = _plan(source, precision, trt_version, has_calib, typed)
+    return BuildPlan(plan.precision, plan.source, typed, plan.flags + dla_flags(typed, gpu_fallback), plan.calibrate)
+
+
+def _plan(source: str, precision: str, trt_version: str, has_calib: bool, typed: bool) -> BuildPlan:
+    """plan_build for the GPU; `typed`: build strongly typed (TensorRT 9+, the only mode from 11 on)."""
     major = int(str(trt_version).split(".")[0])
-    typed = major >= 10  # STRONGLY_TYPED: TensorRT 9+, and the only mode from 11 on
     if source == precision:
         flags = () if typed else {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",)}[precision]
         return BuildPlan(precision, source, typed, flags, False)
@@ -126,7 +141,11 @@ def choose_source(onnx_path: Path, precision: str, trt_version: str, calib, face
 
 
 # -- the build ---------------------------------------------------------------------------------
-def _batches(facts, max_batch: int, opt_batch: int | None) -> tuple[tuple, tuple, tuple]:
+def _batches(facts, max_batch: int, opt_batch: int | None, dla: bool = False) -> tuple[tuple, tuple, tuple]:
+    if dla:  # DLA takes no dynamic dimensions: one static shape, batch `opt_batch` (default 1)
+        from fsanet.export.trt_dla import dla_shapes
+
+        return dla_shapes(facts.input_shape, opt_batch)
     chw = tuple(facts.input_shape[1:])
     opt_batch = min(16, max_batch) if opt_batch is None else opt_batch
     if not facts.dynamic_batch:
@@ -211,25 +230,31 @@ def _platform_checks(builder, plan: BuildPlan, header: list) -> dict:
     return fast
 
 
-def _dla(trt, builder, config, network, opts) -> dict | None:
+def _dla(trt, builder, config, network, opts, shapes) -> dict | None:
     """Layers to DLA core `dla_core` (Xavier, Orin AGX/NX), the rest to the GPU when fallback is
-    allowed; the layers DLA cannot run are listed (and refused with gpu_fallback=False)."""
+    allowed (the plan's flags: GPU_FALLBACK, else DIRECT_IO); the layers DLA cannot run are
+    listed before the build, and refused with gpu_fallback=False."""
     core = opts["dla_core"]
     if core is None:
         return None
     cores = int(getattr(builder, "num_DLA_cores", 0))
     if not 0 <= core < cores:
         raise DataError(f"--dla-core {core}: this device has {cores} DLA core(s)")
+    most = int(getattr(builder, "max_DLA_batch_size", 0))
+    if most and shapes[0][0] > most:
+        raise DataError(f"--dla-core: batch {shapes[0][0]} is above this DLA's maximum of {most}")
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = int(core)
-    on_gpu = [
-        network.get_layer(i).name for i in range(network.num_layers) if not config.can_run_on_DLA(network.get_layer(i))
-    ]
-    if on_gpu and not opts["gpu_fallback"]:
-        raise DataError(f"{len(on_gpu)} layers cannot run on DLA ({', '.join(on_gpu[:5])}...); allow GPU fallback")
-    if opts["gpu_fallback"]:
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    return {"core": int(core), "gpu_fallback": opts["gpu_fallback"], "layers_on_gpu": on_gpu}
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    cannot = [layer.name for layer in layers if not config.can_run_on_DLA(layer)]
+    if cannot and not opts["gpu_fallback"]:
+        shown = ", ".join(cannot[:5]) + (", ..." if len(cannot) > 5 else "")
+        raise DataError(
+            f"--no-gpu-fallback: {len(cannot)} layers cannot run on DLA ({shown}); allow GPU fallback "
+            "(drop --no-gpu-fallback) or build for the GPU"
+        )
+    return {"core": int(core), "gpu_fallback": opts["gpu_fallback"], "batch": int(shapes[0][0]),
+            "cannot_run_on_dla": cannot}  # fmt: skip
 
 
 def _layer_report(trt, runtime, serialized) -> str:
@@ -290,10 +315,9 @@ def _compile(trt, onnx_path: Path, tmp: str, precision: str, calib, opts: dict, 
     logger = shared_logger(trt)
     trt.init_libnvinfer_plugins(logger, "")  # the parser may map ops to TensorRT's standard plugins
     parsed, facts = trt_onnx.prepare(onnx_path, trt.__version__, tmp)
-    plan = plan_build(facts.precision, precision, trt.__version__, calib is not None)
-    if opts["dla_core"] is not None and plan.precision == "fp32":
-        raise DataError("DLA runs FP16 or INT8 only: build tensorrt-fp16 or tensorrt-int8 for --dla-core")
-    shapes = _batches(facts, opts["max_batch"], opts["opt_batch"])
+    on_dla = opts["dla_core"] is not None
+    plan = plan_build(facts.precision, precision, trt.__version__, calib is not None, on_dla, opts["gpu_fallback"])
+    shapes = _batches(facts, opts["max_batch"], opts["opt_batch"], on_dla)
     cuda = Cuda()
     try:
         gpu = cuda.device()
@@ -302,7 +326,7 @@ def _compile(trt, onnx_path: Path, tmp: str, precision: str, calib, opts: dict, 
         platform = _platform_checks(builder, plan, header)
         network, _parser = _network(trt, builder, logger, messages, parsed, plan, facts.nodes)
         config = _configure(trt, builder, network, plan, facts, shapes, opts, header)
-        dla = _dla(trt, builder, config, network, opts)
+        dla = _dla(trt, builder, config, network, opts, shapes)
         feed = cache_file = None
         if plan.calibrate:
             key = CacheKey(calib.sha256, sha256(onnx_path), trt.__version__)
@@ -324,6 +348,11 @@ def _compile(trt, onnx_path: Path, tmp: str, precision: str, calib, opts: dict, 
         if dla is not None:
             runtime.DLA_core = dla["core"]
         layers = _layer_report(trt, runtime, serialized)
+        if dla is not None:  # where TensorRT put each layer, as its build log lists them
+            from fsanet.export.trt_dla import placement
+
+            where = placement(messages)
+            dla["running_on_dla"], dla["running_on_gpu"] = (where["dla"], where["gpu"]) if where else (None, None)
     finally:
         cuda.close()
     return _Built(engine, plan, facts, shapes, gpu, feed, cache_file, platform, dla, layers)
@@ -339,6 +368,7 @@ def _trtexec(built: _Built, onnx_name: str, engine_name: str, opts: dict) -> str
         engine_name,
         input_name=built.facts.input_name,
         shapes=built.shapes,
+        dynamic_batch=built.facts.dynamic_batch,
         strongly_typed=built.plan.strongly_typed,
         flags=built.plan.flags,
         workspace_mb=opts["workspace_mb"],
@@ -398,6 +428,19 @@ def _engine_manifest(source: dict, built: _Built, trt_version: str, calib, opts:
     return manifest
 
 
+def check_dla_options(dla_core, gpu_fallback: bool, precision: str | None = None) -> None:
+    """The DLA options alone, before TensorRT is needed: a core number, no-fallback only with a
+    core, and FP16/INT8 only (DLA has no FP32)."""
+    if dla_core is None:
+        if not gpu_fallback:
+            raise DataError("--no-gpu-fallback applies to DLA builds only; give --dla-core N with it")
+        return
+    if isinstance(dla_core, bool) or not isinstance(dla_core, int) or dla_core < 0:
+        raise DataError(f"--dla-core {dla_core!r}: a DLA core is a number from 0 (Xavier and Orin AGX/NX have 0 and 1)")
+    if precision == "fp32":
+        raise DataError("--dla-core: DLA runs FP16 or INT8 only; build tensorrt-fp16 or tensorrt-int8 for a DLA core")
+
+
 def build_engine(
     onnx_path: str | Path,
     output: str | Path,
@@ -429,7 +472,9 @@ def build_engine(
     goes to `<output>.log` whether the build succeeds or not, the layer report to
     `<output>.layers.json`. `typed`: on TensorRT >= 10, build FP16/INT8 from the typed ONNX
     (see choose_source). `dla_core`: put layers on that DLA core (GPU fallback unless
-    `gpu_fallback=False`). `optimization_level`: TensorRT's builder optimization level (8.6+).
+    `gpu_fallback=False`), with one static shape of batch `opt_batch` (default 1: DLA takes no
+    dynamic dimensions); see fsanet.export.trt_dla. `optimization_level`: TensorRT's builder
+    optimization level (8.6+).
     """
     from fsanet.export import artifact
     from fsanet.export.trt_layers import report_path
@@ -444,9 +489,13 @@ def build_engine(
         raise DataError(f"{onnx_path}: no such ONNX file")
     if workspace_mb < 1 or calib_batch < 1:
         raise DataError(f"workspace ({workspace_mb} MiB) and calibration batch ({calib_batch}) must be positive")
-    if dla_core is not None and dla_core < 0:
-        raise DataError(f"--dla-core {dla_core}: a DLA core is 0 or 1")
+    check_dla_options(dla_core, gpu_fallback, precision)
     trt = import_tensorrt()
+    if dla_core is not None:
+        from fsanet.export.trt_dla import check_dla_version, strongly_typed_dla
+
+        check_dla_version(trt.__version__)
+        typed = typed and strongly_typed_dla(trt.__version__)  # DLA on 8.5-10.7: trtexec's weakly typed set-up
     given = onnx_path
     onnx_path, choice = (
         choose_source(onnx_path, precision, trt.__version__, calib, verify) if typed else (onnx_path, "as given")

@@ -7,7 +7,8 @@ release/8.5 and release/10.3): --onnx, --saveEngine, --minShapes/--optShapes/--m
 (name:NxCxHxW), --stronglyTyped (10.x), --fp16, --int8, --calib=<cache> (reads a calibration
 cache), --noTF32, --memPoolSize=workspace:<MiB> (no suffix = MiB in both), --timingCacheFile,
 --builderOptimizationLevel (8.6+), --useDLACore=N, --allowGPUFallback, --profilingVerbosity=detailed,
---exportLayerInfo=<json>, --skipInference.
+--exportLayerInfo=<json>, --skipInference. For --useDLACore trtexec itself sets
+PREFER_PRECISION_CONSTRAINTS and, without --allowGPUFallback, DIRECT_IO (sampleEngines.cpp).
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ def trtexec_command(
     gpu_fallback: bool = False,
     layer_info: str | None = None,
     fp32_no_tf32: bool = False,
+    dynamic_batch: bool | None = None,
 ) -> str:
-    """One shell line; `shapes` is (min, opt, max), `flags` the trt.BuilderFlag names set."""
+    """One shell line; `shapes` is (min, opt, max), `flags` the trt.BuilderFlag names set.
+    `dynamic_batch`: the ONNX file's batch is dynamic, so trtexec needs the shapes even when
+    min = opt = max (a DLA build); None: give them when the profile is a range."""
+    from fsanet.export.trt_dla import IMPLICIT_IN_TRTEXEC
+
     args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
     lo, opt, hi = shapes
-    if not (lo == opt == hi) or str(lo[0]) != str(hi[0]):
+    if dynamic_batch or (dynamic_batch is None and not lo == opt == hi):
         args += [f"--minShapes={_shape(input_name, lo)}", f"--optShapes={_shape(input_name, opt)}"]
         args += [f"--maxShapes={_shape(input_name, hi)}"]
     if strongly_typed:
@@ -47,8 +53,8 @@ def trtexec_command(
     for flag in flags:
         if flag in ("FP16", "INT8"):
             args.append(f"--{flag.lower()}")
-        elif flag == "GPU_FALLBACK":
-            continue  # --allowGPUFallback below, with the DLA core
+        elif flag in IMPLICIT_IN_TRTEXEC and dla_core is not None:
+            continue  # trtexec sets these itself for --useDLACore (--allowGPUFallback below)
         else:
             raise ValueError(f"no trtexec flag for BuilderFlag {flag}")
     if "INT8" in flags and calib_cache:

@@ -65,6 +65,8 @@ def _export(args) -> int:
         int8_max_drift=args.int8_max_drift,
         int8_float_ops=float_ops,
         skip_unavailable=args.skip_unavailable,
+        dla_core=args.dla_core,
+        gpu_fallback=not args.no_gpu_fallback,
     )
     print("| target | file | size MB | vs float size | verified on | max / mean difference, degrees |")
     print("|---|---|---|---|---|---|")
@@ -452,6 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the mean drift (degrees) on the --verify faces holds",
     )
     s.add_argument("--int8-float-ops", help="op types to keep in float for INT8 (comma-separated; '' = plain PTQ)")
+    s.add_argument(
+        "--dla-core",
+        type=integer(0),
+        metavar="N",
+        help="TensorRT engines on DLA core N (Xavier, Orin AGX/NX), batch 1, other layers on the GPU",
+    )
+    s.add_argument(
+        "--no-gpu-fallback", action="store_true", help="with --dla-core: fail if a layer cannot run on the DLA"
+    )
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(run=_export)
 
