@@ -44,6 +44,12 @@ PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_27_aarch64", "manylinux_2_28_
 WHEELS = ("numpy", "opencv-python-headless", "onnxruntime", "ai-edge-litert")
 PINNED_BY_EXTRA = {"onnxruntime": "onnxruntime", "ai-edge-litert": "tflite"}
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# what pip warns when an index did not answer: the run is then tried once more. pip ends such a
+# run as "no matching distribution" or, when a dependency's page was the one, as a conflict
+INDEX_FAILURE = re.compile(
+    r"Retrying \(Retry\(|connection broken by|Could not fetch URL|Max retries exceeded|ReadTimeoutError|"
+    r"Temporary failure in name resolution|HTTP error 5\d\d|IncompleteRead"
+)
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
@@ -229,29 +235,36 @@ def _platform_args() -> list[str]:
 
 def _install_wheels(pins: list[str], site: Path) -> None:
     """pip resolves the dependencies for aarch64 and installs the wheels into `site`; every
-    dependency is held to the version installed here (a constraints file of this environment)."""
-    import sysconfig
-    from importlib.metadata import distributions
-
-    # the environment's own site-packages only: after TensorFlow or JAX are imported, sys.path can
-    # hold folders with other copies of a distribution, and two pins of one name make pip's
-    # resolution impossible
-    site_dirs = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
-    first = {}
-    for d in distributions(path=site_dirs):
-        if d.metadata["Name"]:
-            first.setdefault(_norm(d.metadata["Name"]), f"{d.metadata['Name']}=={d.version}")
-    here = sorted(first.values())
+    dependency is held to the version installed here (a constraints file of this environment).
+    An index that fails to answer gets one more try (pip's own retries cover a single request)."""
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "constraints.txt"
-        constraints.write_text("\n".join(p for p in here if _norm(p.split("==")[0]) != "fsanet-edge") + "\n")
+        constraints.write_text("\n".join(constraints_here()) + "\n")
         report = Path(tmp) / "report.json"
-        _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "install", *_platform_args(),
+        # not --quiet: pip says why a resolution is impossible at its info level only
+        _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "install", *_platform_args(),
               "--no-compile", "--target", str(site), "-c", str(constraints), "--report", str(report), *pins],
-             "pip install --platform aarch64 (the aarch64 wheels)")  # fmt: skip
+             "pip install --platform aarch64 (the aarch64 wheels)", retry=INDEX_FAILURE)  # fmt: skip
         data = json.loads(report.read_text())
     installed = sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in data.get("install", []))
     (site / ".complete").write_text("\n".join(installed) + "\n")
+
+
+def constraints_here() -> list[str]:
+    """`name==version` of every distribution in this environment's own site-packages, one per
+    name (this package left out). Not `sys.path`: `import setuptools` (torch's export does it)
+    appends setuptools/_vendor, whose packaging, wheel and tomli are older copies; their second
+    pin made `packaging` unsatisfiable for onnxruntime (pip: ResolutionImpossible)."""
+    import sysconfig
+    from importlib.metadata import distributions
+
+    site_dirs = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    first = {}
+    for d in distributions(path=site_dirs):
+        name = d.metadata["Name"]
+        if name and _norm(name) != "fsanet-edge":
+            first.setdefault(_norm(name), f"{name}=={d.version}")
+    return sorted(first.values())
 
 
 def _norm(name: str) -> str:
@@ -299,15 +312,42 @@ def _need(tool: str, package: str) -> str:
     return found
 
 
-def _run(cmd: list[str], step: str, cwd: Path | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-    if proc.returncode != 0:
-        # pip's "Location ... is ignored" warnings about absent local indexes are noise here
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if "is ignored:" not in ln]
-        log = Path(tempfile.mkstemp(prefix="fsanet-arm-", suffix=".log")[1])
-        log.write_text(f"$ {' '.join(cmd)}\n\n{proc.stdout}\n{proc.stderr}")
-        raise DataError(f"{step} failed (exit {proc.returncode}): {' | '.join(lines[-6:])} (full output: {log})")
-    return proc.stdout
+def _run(cmd: list[str], step: str, cwd: Path | None = None, retry: re.Pattern | None = None) -> str:
+    """Run a host tool; on failure its full output is kept in a log named in the error. When
+    the output matches `retry` (a network failure), the command runs once more."""
+    logs = []
+    for attempt in (1, 2):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        if proc.returncode == 0:
+            return proc.stdout
+        logs.append(_keep_log(cmd, proc))
+        if attempt == 1 and retry is not None and retry.search(proc.stdout + proc.stderr):
+            continue
+        break
+    kept = ", then ".join(map(str, logs))
+    tries = " twice (the first a network failure)" if len(logs) == 2 else ""
+    raise DataError(f"{step} failed{tries} (exit {proc.returncode}): {_why(proc)} (full output: {kept})")
+
+
+def _keep_log(cmd: list[str], proc: subprocess.CompletedProcess) -> Path:
+    log = Path(tempfile.mkstemp(prefix="fsanet-arm-", suffix=".log")[1])
+    log.write_text(f"$ {' '.join(cmd)}\n\n{proc.stdout}\n{proc.stderr}")
+    return log
+
+
+def _why(proc: subprocess.CompletedProcess) -> str:
+    """The lines that say what went wrong: pip's conflict explanation (on stdout) when there is
+    one, then the last lines of stderr. pip's "Location ... is ignored" warnings about absent
+    local indexes are noise here."""
+    out = (proc.stdout or "").splitlines()
+    cause = []
+    if "The conflict is caused by:" in out:
+        for line in out[out.index("The conflict is caused by:") + 1 :]:
+            if not line.strip():
+                break
+            cause.append(line.strip())
+    err = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if "is ignored:" not in ln]
+    return " | ".join(err[-6:] + ([f"the conflict: {'; '.join(cause)}"] if cause else []))
 
 
 def _build_dir(target: Path, build, replace: bool = False) -> None:
