@@ -150,7 +150,9 @@ def _engine(source: Path, precision: str, calib_set=None) -> dict:
     built = _Built(
         engine=Path("candidate.engine"),
         plan=plan_build(src["precision"], precision, version, calibrated),
-        facts=SimpleNamespace(precision=src["precision"], opset=17 if calibrated else 18, input_name="input"),
+        facts=SimpleNamespace(
+            precision=src["precision"], opset=17 if calibrated else 18, input_name="input", dynamic_batch=True
+        ),
         shapes=((1, 3, 64, 64), (16, 3, 64, 64), (64, 3, 64, 64)),
         gpu={"name": "Orin", "compute_capability": "8.7"},
         feed=SimpleNamespace(batch_size=8, batches_fed=3, used_cache=False) if calibrated else None,
