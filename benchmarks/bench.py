@@ -10,6 +10,8 @@ The artifacts take turns round by round (A, B, C, then A again, ...) so that a n
 slows all of them alike and the ratios between them stay meaningful; a shared VM's slow spells
 last seconds, longer than a round. Every call takes the next of several input batches (never
 the same input twice in a row). Each batch size is its own phase (all batch-1 rounds first).
+With `processes` > 1 the runs are split over that many fresh processes, one after another, and
+each ratio's interval is taken over them (benchmarks/latency_processes.py says why).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class BenchConfig:
     peak_gflops: float | str | None = None  # a number, or "measure" (benchmarks/peak.py)
     denormals_as_zero: bool = True
     instructions: bool = False  # count instructions per face with valgrind (benchmarks/instructions.py)
+    processes: int = 1  # fresh processes the timed runs are split over (interval between processes)
 
     @property
     def rounds(self) -> int:
@@ -61,9 +64,20 @@ class BenchConfig:
         return max(self.runs // self.hot_length, 2)
 
     def __post_init__(self):
-        counts = (self.threads, self.runs, self.round_runs, self.hot_round_runs, *self.batches)
+        counts = (self.threads, self.runs, self.round_runs, self.hot_round_runs, self.processes, *self.batches)
         if not self.batches or min(counts) < 1 or min(self.warmup, self.rewarm) < 0:
             raise DataError(f"bench: batches, threads, runs and round lengths must be >= 1, warm-ups >= 0: {self}")
+        if self.processes == 2:
+            raise DataError("bench: --processes 2 gives an interval 12.7 standard errors wide; use 1 or at least 3")
+        if self.processes > 1 and self.runs // self.processes < 2:
+            raise DataError(f"bench: --runs {self.runs} over --processes {self.processes}: give at least 2 runs each")
+
+    @property
+    def per_process(self) -> BenchConfig:
+        """What each process runs: this config, or its share of the runs with --processes."""
+        from fsanet.benchmarks.latency_processes import share
+
+        return share(self) if self.processes > 1 else self
 
 
 def artifact_names(models: list[str], reference: str | None = None) -> list[str]:
@@ -222,7 +236,9 @@ def run_bench(
         raise DataError("bench: needs faces to run on (--faces DIR or --data DIR)")
     crops = timing_set.images()
     peak = _peak_kernel(cfg)  # a bad --peak-gflops fails before any model is loaded
-    steps = len(models) * ((cfg.rounds + cfg.hot_rounds) * len(cfg.batches) + 3 + cfg.end_to_end + cfg.memory)
+    one = cfg.per_process
+    timed_rounds = (one.rounds + one.hot_rounds) * cfg.processes * len(cfg.batches)
+    steps = len(models) * (timed_rounds + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
     from fsanet.benchmarks import machine
 
@@ -244,7 +260,12 @@ def run_bench(
                 "is_reference": model == reference,
             }
             progress.update(1)
-        rounds, peak_rounds = _latency(rts, crops, cfg, progress, peak)
+        if cfg.processes > 1:
+            from fsanet.benchmarks.latency_processes import run_in_processes
+
+            rounds, peak_rounds = run_in_processes(models, names, crops, cfg, progress)
+        else:
+            rounds, peak_rounds = _latency(rts, crops, cfg, progress, peak)
         lat = {
             state: {name: {b: np.concatenate(t) for b, t in per_b.items()} for name, per_b in by_name.items()}
             for state, by_name in rounds.items()
@@ -293,16 +314,16 @@ def run_bench(
                 progress.update(1)
         if cfg.instructions:
             _instructions(results, names, models, crops)
-    _ratios(results, "compute", names[0], cfg.batches, rounds["hot"])
+    _ratios(results, "compute", names[0], cfg.batches, rounds["hot"], cfg.processes)
     for r in results.values():  # the in-loop ratios beside the hot ones
         r["loop_ratios"] = {}
-    _ratios(results, "loop", names[0], cfg.batches, rounds["loop"], into="loop_ratios")
+    _ratios(results, "loop", names[0], cfg.batches, rounds["loop"], cfg.processes, into="loop_ratios")
     return {
         "config": asdict(cfg)
         | {
-            "rounds": cfg.rounds,
-            "hot_rounds": cfg.hot_rounds,
-            "hot_length": cfg.hot_length,
+            "rounds": one.rounds * cfg.processes,
+            "hot_rounds": one.hot_rounds * cfg.processes,
+            "hot_length": one.hot_length,
             "sweep_bytes": sweep_size(cfg),
         },
         "machine": machine.fingerprint(cfg.threads) | _heat(heat, machine),
@@ -351,28 +372,55 @@ def _peak_info(cfg: BenchConfig, peak, peak_rounds: list) -> dict | None:
     return None
 
 
-def _ratios(results: dict, state: str, baseline: str, batches, rounds: dict, into: str | None = None) -> None:
+def _ratios(
+    results: dict, state: str, baseline: str, batches, rounds: dict, processes: int = 1, into: str | None = None
+) -> None:
     """p50 of each artifact over the baseline's (the first model of the run), and over every
     other artifact's, per batch size, in one latency state (`compute`: hot, `loop`): all
-    measured in this run. `p50_ratio_ci` is the 95% interval of each ratio from a paired
-    bootstrap over rounds (benchmarks/intervals.py); `p50_ratio_rounds` the 10th and 90th
+    measured in this run. `p50_ratio_ci` is the 95% interval of each ratio: from a paired
+    bootstrap over rounds, or with several processes over the ratios each process measured
+    (`p50_ratio_processes`; benchmarks/intervals.py); `p50_ratio_rounds` the 10th and 90th
     percentile of the ratio taken round by round. Written into each artifact's results, or
     into its `into` dict."""
-    from fsanet.benchmarks.intervals import ratio_interval, resampled_p50
-
     p50 = {n: {str(b): r["latency"][state][str(b)]["p50_ms"] for b in batches} for n, r in results.items()}
     per_round = {n: {str(b): np.array([np.median(t) for t in rounds[n][b]]) for b in batches} for n in results}
-    boot = {str(b): resampled_p50({n: rounds[n][b] for n in results}) for b in batches}
+    intervals, by_process = _intervals(results, batches, rounds, processes)
     for name, full in results.items():
         r = full[into] if into else full
         r["p50_ratio"] = {b: p50[name][b] / p50[baseline][b] for b in p50[name]}
         r["p50_ratio_to"] = {other: {b: p50[name][b] / p50[other][b] for b in p50[name]} for other in p50}
-        r["p50_ratio_ci"] = {
-            other: {b: ratio_interval(boot[b][name], boot[b][other]) for b in p50[name]} for other in p50
-        }
+        r["p50_ratio_ci"] = {other: {b: intervals(b, name, other) for b in p50[name]} for other in p50}
+        if by_process:
+            r["p50_ratio_processes"] = {
+                other: {b: (by_process[b][name] / by_process[b][other]).tolist() for b in p50[name]} for other in p50
+            }
         r["p50_ratio_rounds"] = {
             other: {b: _spread(per_round[name][b] / per_round[other][b]) for b in p50[name]} for other in p50
         }
+
+
+def _intervals(results: dict, batches, rounds: dict, processes: int):
+    """interval(batch, name, other) for the ratios, and each process's p50 per artifact and batch
+    ({} with one process). A process's rounds are a fixed-length slice of the run's rounds."""
+    from fsanet.benchmarks.intervals import between_processes, ratio_interval, resampled_p50
+
+    if processes == 1:
+        boot = {str(b): resampled_p50({n: rounds[n][b] for n in results}) for b in batches}
+        return (lambda b, name, other: ratio_interval(boot[b][name], boot[b][other])), {}
+    by_process = {
+        str(b): {n: np.array([np.median(np.concatenate(s)) for s in _slices(rounds[n][b], processes)]) for n in results}
+        for b in batches
+    }
+
+    def interval(b, name, other):
+        return between_processes(by_process[b][name] / by_process[b][other])
+
+    return interval, by_process
+
+
+def _slices(items: list, parts: int) -> list[list]:
+    size = len(items) // parts
+    return [items[i * size : (i + 1) * size] for i in range(parts)]
 
 
 def _spread(ratios: np.ndarray) -> dict:

@@ -156,6 +156,24 @@ def verdict_lines(violations, result: dict | None = None) -> list[str]:
     return lines
 
 
+def _processes_phrase(cfg: dict) -> str:
+    n = cfg.get("processes", 1)
+    return f"split over {n} fresh processes run one after another; " if n > 1 else ""
+
+
+def _interval_kind(cfg: dict) -> str:
+    n = cfg.get("processes", 1)
+    if n > 1:
+        return (
+            f"Student's t over the ratios of {n} fresh processes run one after another: what a rerun "
+            "changes, the allocator's placement of the weights and the machine's minutes, is inside it"
+        )
+    return (
+        "a paired bootstrap over the interleaved rounds: how far the ratio could move in a repeat of "
+        "this process; it leaves out what differs between processes, see bench --processes"
+    )
+
+
 def write_markdown(result: dict, violations, path: Path) -> None:
     cfg = result["config"]
     lines = [
@@ -166,7 +184,8 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         f"consecutive calls; in the loop: {cfg['rounds']} interleaved rounds of {cfg['round_runs']} calls, each "
         f"after an untimed {cfg['sweep_bytes'] / 2**20:.1f} MiB memory write (this machine's L2 + L3); "
         f"{cfg['rewarm']} untimed calls after each switch; every call takes the next input batch; "
-        f"provider {cfg['provider']}; "
+        + _processes_phrase(cfg)
+        + f"provider {cfg['provider']}; "
         f"PyTorch device {cfg.get('device', 'cpu')}; "
         f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",
         f"Labelled data: {result['data'] or '-'}; unlabelled faces: {result['faces'] or '-'}; "
@@ -183,9 +202,8 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         *(ratio_matrix(result, str(b)) + "\n" for b in cfg["batches"]),
         ratio_matrix(result, str(cfg["batches"][0]), "loop") + "\n",
         "p50 ratios are measured in this run: the table's column against the first model, the "
-        "matrices between every pair; in square brackets its 95% interval (a paired bootstrap over "
-        "the interleaved rounds: how far the ratio could move in a repeated run), in round brackets "
-        "the 10th-90th percentile of the ratio taken round by round (how steady it was). "
+        f"matrices between every pair; in square brackets its 95% interval ({_interval_kind(cfg)}), "
+        "in round brackets the 10th-90th percentile of the ratio taken round by round (how steady it was). "
         "e2e: photo + landmarks -> angles for one face (crop, input format, inference).",
         "",
         *instruction_lines(result),

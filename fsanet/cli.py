@@ -123,12 +123,19 @@ def _profile(args) -> int:
     from fsanet.benchmarks.profile import markdown, profile_onnx, write_reports
     from fsanet.data import open_faces
 
-    if Path(args.model).suffix in (".engine", ".plan"):  # TensorRT: the layer report built beside it
+    engine_only = args.per_layer or args.cuda_graph or args.host_memory != "pinned"
+    if Path(args.model).suffix in (".engine", ".plan"):  # TensorRT: the layer report, and timings with faces
         from fsanet.benchmarks.profile import profile_engine
 
         check_inputs_exist([args.model])
-        print(profile_engine(args.model, args.output))
+        crops = open_faces(args.faces or args.data).images() if (args.faces or args.data) else None
+        options = {"per_layer": args.per_layer, "cuda_graph": args.cuda_graph, "host_memory": args.host_memory}
+        print(profile_engine(args.model, args.output, crops, batch=args.batch, runs=args.runs, warmup=args.warmup,
+                             top=args.top, **options))  # fmt: skip
         return 0
+    if engine_only:
+        raise DataError("profile: --per-layer, --cuda-graph and --host-memory apply to TensorRT engines (.engine, "
+                        ".plan); an ONNX profile is always per operator")  # fmt: skip
     if not (args.faces or args.data):
         raise DataError("profile: needs faces to run on (--faces DIR or --data DIR)")
     check_output_dir(args.output, [args.model, args.faces, args.data])
@@ -196,6 +203,7 @@ def _bench(args) -> int:
         peak_gflops=args.peak_gflops,
         denormals_as_zero=not args.keep_denormals,
         instructions=args.instructions,
+        processes=args.processes,
     )
     result = run_bench(args.models, data, faces, args.reference, cfg)
     violations = check(budget, result["artifacts"], args.budget) if budget else None
@@ -531,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also count instructions per face with valgrind (ONNX, TFLite; needs the system's valgrind)",
     )
     s.add_argument("--keep-denormals", action="store_true", help="ONNX Runtime: IEEE denormals (slower on real faces)")
+    s.add_argument(
+        "--processes",
+        type=integer(1),
+        default=B["processes"],
+        help="split the timed runs over N fresh processes (N=1 or N>=3), one after another; each ratio's "
+        "interval is then taken between them, so it covers what a rerun changes",
+    )
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
 
@@ -545,6 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", default="cpu", help="ONNX Runtime execution provider: cpu, cuda, tensorrt")
     s.add_argument("--keep-denormals", action="store_true", help="IEEE denormals (slower on real faces)")
     s.add_argument("--top", type=integer(1), default=20, help="how many of the slowest nodes to list")
+    s.add_argument("--per-layer", action="store_true", help="TensorRT engine: time per layer (an IProfiler run)")
+    s.add_argument("--cuda-graph", action="store_true", help="TensorRT engine: replay the enqueue from a CUDA graph")
+    s.add_argument(
+        "--host-memory",
+        choices=("pinned", "mapped"),
+        default="pinned",
+        help="TensorRT engine: host buffers copied by DMA (pinned) or zero-copy on a Jetson (mapped)",
+    )
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_profile)
 

@@ -105,6 +105,28 @@ def test_a_missed_budget_exits_1_and_names_metric_limit_and_value(bench_run, tmp
     assert "fusion.onnx: p50 ratio to fsanet-1x1-iter-688590.onnx (batch 1) = " in out  # 3 members vs 1 model
 
 
+def test_processes_split_the_runs_and_the_interval_is_taken_between_them(reference_models, shared_data, tmp_path):
+    """--processes 3: each fresh process times its share of the runs; each ratio has one value
+    per process and its interval is Student's t over them (it holds their geometric mean)."""
+    fox, port = reference_models["foxtracker"], reference_models["omasaht-1x1"]
+    faces = str(shared_data / "real-faces" / "afw")
+    argv = ["bench", fox, port, "--faces", faces, "--batch", "1", "--runs", "30", "--warmup", "2", "--no-memory"]
+    assert main([*argv, "--processes", "3", "-o", str(tmp_path / "r")]) == 0
+    result = json.loads((tmp_path / "r" / "report.json").read_text())
+    cfg, fox_r = result["config"], result["artifacts"]["foxtracker_fsanet_capsule_official_weights.onnx"]
+    assert cfg["processes"] == 3 and cfg["rounds"] == 3 and cfg["hot_rounds"] == 6  # 3 x (1 of 10, 2 of 5)
+    assert fox_r["latency"]["compute"]["1"]["runs"] == fox_r["latency"]["loop"]["1"]["runs"] == 30
+    for state in (fox_r, fox_r["loop_ratios"]):
+        per_process = np.array(state["p50_ratio_processes"]["fsanet-1x1-iter-688590.onnx"]["1"])
+        ci = state["p50_ratio_ci"]["fsanet-1x1-iter-688590.onnx"]["1"]
+        assert len(per_process) == 3 and np.all(per_process > 1)  # the capsule model is the slower one
+        assert ci["method"] == "t over processes" and ci["low"] < np.exp(np.log(per_process).mean()) < ci["high"]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "split over 3 fresh processes run one after another" in text and "Student's t over the ratios" in text
+    assert main([*argv, "--processes", "2", "-o", str(tmp_path / "r2")]) == 2  # t(1): 12.7 standard errors
+    assert not (tmp_path / "r2").exists()
+
+
 def test_peak_gflops_takes_a_number_or_measure(capsys):
     assert main(["bench", "x.onnx", "--peak-gflops", "fast", "-o", "r"]) == 2
     assert "a number of GFLOP/s or 'measure', not 'fast'" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fsanet.benchmarks.budget import check
-from fsanet.benchmarks.intervals import ratio_interval, resampled_p50
+from fsanet.benchmarks.intervals import between_processes, ratio_interval, resampled_p50
 
 
 def timings(rng, ms: float, rounds: int, calls: int = 10, noise: float = 0.05, spells=None) -> list[np.ndarray]:
@@ -65,3 +65,32 @@ def test_the_ci_budget_key_fails_only_when_confidently_over():
     assert "95% interval 1.27-1.35" in str(v)
     [v] = check({"a": {"max_p50_ratio": {"b": 1.25}}}, results(1.20, 1.31, 1.26))  # the point key
     assert v.measured == 1.26 and "95% interval 1.2-1.31" in str(v)
+
+
+def test_an_interval_between_processes_covers_what_a_rerun_changes():
+    """A process-wide effect (where the allocator put the weights: one ratio for the whole
+    process) is invisible to a bootstrap over one process's rounds, which then misses the true
+    ratio far more often than 5%; the t interval over 8 processes' ratios covers it about 95%."""
+    rng = np.random.default_rng(5)
+    boot_hits = process_hits = 0
+    for _ in range(100):
+        effects = np.exp(0.04 * rng.standard_normal(8))  # each process's own offset of the ratio
+        ratios = []
+        for effect in effects:
+            r = {"a": timings(rng, 1.3 * effect, 10, noise=0.05), "b": timings(rng, 1.0, 10, noise=0.05)}
+            ratios.append(np.median(np.concatenate(r["a"])) / np.median(np.concatenate(r["b"])))
+        ci = between_processes(np.array(ratios))
+        process_hits += ci["low"] <= 1.3 <= ci["high"]
+        one = ratio_interval(*resampled_p50(r, resamples=300, seed=int(rng.integers(1 << 30))).values())
+        boot_hits += one["low"] <= 1.3 <= one["high"]  # the last process alone
+    assert 0.88 <= process_hits / 100 <= 1.0 and ci["processes"] == 8 and ci["method"] == "t over processes"
+    assert boot_hits / 100 < 0.75
+
+
+def test_a_ratio_and_its_inverse_get_the_same_interval_between_processes():
+    ratios = np.array([1.10, 1.17, 1.13, 1.12])
+    ci, inverse = between_processes(ratios), between_processes(1 / ratios)
+    assert ci["low"] == pytest.approx(1 / inverse["high"]) and ci["high"] == pytest.approx(1 / inverse["low"])
+    assert ci["low"] < 1.10 and ci["high"] > 1.17  # 4 processes: t(3) = 3.18 standard errors each side
+    with pytest.raises(ValueError, match="at least 2 processes"):
+        between_processes(np.array([1.1]))
