@@ -194,18 +194,194 @@ def write_reports(result: dict, out_dir: str | Path, top: int = 20) -> dict[str,
     return {"json": out / "profile.json", "markdown": out / "profile.md", "plot": plot(result, out / "profile.png")}
 
 
-def profile_engine(engine: str | Path, out_dir: str | Path) -> str:
+# -- TensorRT engines -------------------------------------------------------------------------------
+# trtexec's split of one inference (NVIDIA/TensorRT samples/common/sampleReporting.cpp, "Explanations
+# of the performance metrics"): H2D latency, GPU compute time and D2H latency from CUDA events, their
+# sum the latency of one query; enqueue time is the host's time in the enqueue call. fsanet adds the
+# host's wall time around copy + enqueue + synchronize, which includes what the events miss.
+SPLIT = (
+    ("h2d_ms", "H2D latency"),
+    ("compute_ms", "GPU compute time"),
+    ("d2h_ms", "D2H latency"),
+    ("latency_ms", "latency (H2D + compute + D2H)"),
+    ("enqueue_ms", "enqueue time (host)"),
+    ("wall_ms", "wall time (host: copy + enqueue + sync)"),
+)
+
+
+def latency_split(records: list[dict]) -> dict:
+    """p50/p90/p99/mean of each part of trtexec's split over per-call records (TensorRTRuntime
+    `timings` with gpu_timing=True), and trtexec's warnings where one part bounds the throughput."""
+    if not records:
+        raise DataError("profile: no timed TensorRT calls to summarise")
+    table = {key: np.array([r[key] for r in records], dtype=float) for key, _ in SPLIT if key != "latency_ms"}
+    table["latency_ms"] = table["h2d_ms"] + table["compute_ms"] + table["d2h_ms"]
+    stats = {
+        key: {
+            "p50": float(np.median(v)),
+            "p90": float(np.percentile(v, 90)),
+            "p99": float(np.percentile(v, 99)),
+            "mean": float(v.mean()),
+        }  # fmt: skip
+        for key, v in table.items()
+    }
+    compute = stats["compute_ms"]["p50"]
+    bound = [
+        what
+        for key, what in (
+            ("enqueue_ms", "enqueue time"),
+            ("h2d_ms", "host-to-device copies"),
+            ("d2h_ms", "device-to-host copies"),
+        )  # fmt: skip
+        if stats[key]["p50"] >= compute
+    ]
+    return {"runs": len(records), **stats, "bound_by": bound}
+
+
+def layer_profile(times: list[dict], report: list[dict] | None, iterations: int) -> dict:
+    """Per-layer times (runtimes.tensorrt.LayerTimes rows) in the tables of the ONNX Runtime profile:
+    layers grouped by type ("op_types") and each layer ("nodes"), joined by name with the layer
+    report for type, precision and output shapes where there is one."""
+    info = {r["name"]: r for r in report or []}
+    nodes = []
+    for t in sorted(times, key=lambda t: -t["mean_ms"]):
+        r = info.get(t["name"], {})
+        kind = " ".join(x for x in (r.get("type"), r.get("precision")) if x) or "?"
+        nodes.append({"node": t["name"], "op_type": r.get("type", "?"), "kind": kind,
+                      "output_shapes": r.get("output_shapes", []), "flops": 0,
+                      "us_per_run": t["mean_ms"] * 1e3, "median_us": t["median_ms"] * 1e3})  # fmt: skip
+    total = sum(n["us_per_run"] for n in nodes) or 1.0
+    groups: dict[str, list] = defaultdict(list)
+    for n in nodes:
+        groups[n["kind"]].append(n)
+    op_types = [
+        {
+            "op_type": kind,
+            "nodes": len(members),
+            "us_per_run": sum(n["us_per_run"] for n in members),
+            "share": sum(n["us_per_run"] for n in members) / total,
+            "mflop": None,
+            "gflops_per_s": None,
+        }  # fmt: skip
+        for kind, members in groups.items()
+    ]
+    return {"iterations": iterations, "kernel_ms": total / 1e3 if nodes else 0.0,
+            "op_types": sorted(op_types, key=lambda r: -r["us_per_run"]), "nodes": nodes}  # fmt: skip
+
+
+def profile_engine(
+    engine: str | Path,
+    out_dir: str | Path,
+    crops: np.ndarray | None = None,
+    *,
+    batch: int = 1,
+    runs: int = 200,
+    warmup: int = 30,
+    per_layer: bool = False,
+    cuda_graph: bool = False,
+    host_memory: str = "pinned",
+    top: int = 20,
+) -> str:
     """`fsanet profile ENGINE`: the precision each layer of a TensorRT engine runs in, from the
-    layer report written beside it at build time (fsanet.export.trt_layers); needs no GPU.
+    layer report written beside it at build time (fsanet.export.trt_layers; needs no GPU). With
+    `crops`, also runs the engine: trtexec's latency split (CUDA events; with `cuda_graph`, the
+    enqueue replayed from a CUDA graph) and, with `per_layer`, TensorRT's per-layer times (an
+    IProfiler, in a separate run without the graph, as trtexec --separateProfileRun).
     Writes profile.md and profile.json to `out_dir` and returns the Markdown."""
-    from fsanet.export.trt_layers import markdown as layer_table
     from fsanet.export.trt_layers import precision_counts, read_report, report_path
 
     engine, out = Path(engine), Path(out_dir)
-    rows = read_report(report_path(engine))
-    text = layer_table(rows, engine.name)
+    if crops is None and (per_layer or cuda_graph or host_memory != "pinned"):
+        raise DataError("profile: --per-layer, --cuda-graph and --host-memory run the engine; give --faces or --data")
+    report = read_report(report_path(engine)) if crops is None or report_path(engine).is_file() else None
+    result = {"model": str(engine), "precisions": precision_counts(report) if report else None, "layers": report}
+    if crops is not None:
+        result |= _run_engine(engine, crops, batch, runs, warmup, per_layer, cuda_graph, host_memory, report)
+    text = engine_markdown(result, top)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"model": str(engine), "precisions": precision_counts(rows), "layers": rows}
     write_text(out / "profile.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "profile.md", text)
     return text
+
+
+def _run_engine(engine, crops, batch, runs, warmup, per_layer, cuda_graph, host_memory, report) -> dict:
+    from fsanet.benchmarks.machine import fingerprint
+
+    from fsanet import runtimes
+
+    if len(crops) == 0:
+        raise DataError("profile: no faces to run on")
+    options = {"cuda_graph": cuda_graph, "host_memory": host_memory, "gpu_timing": True}
+    with runtimes.open(engine, **options) as rt:
+        x = rt.input_format.prepare(batch_of(crops, batch))
+        time_calls(lambda: rt.infer(x), runs, warmup)
+        records = rt.timings[-runs * -(-len(x) // rt.fixed_batch) :]  # the timed calls (a batch may be pieces)
+        result = {"machine": fingerprint(1), "device": rt.device, "executes_on": rt.executes_on(), "batch": batch,
+                  "runs": runs, "cuda_graph": cuda_graph, "host_memory": host_memory,
+                  "graph_captures": rt.graph_captures, "split": latency_split(records)}  # fmt: skip
+        if per_layer:
+            if len(x) > rt.fixed_batch:
+                raise DataError(f"profile --per-layer: batch {len(x)} is above the engine's {rt.fixed_batch}")
+            times = rt.layer_times(x, runs, warmup)
+            result["per_layer"] = layer_profile(times.rows(), report, times.iterations)
+    return result
+
+
+def engine_markdown(result: dict, top: int = 20) -> str:
+    from fsanet.export.trt_layers import markdown as layer_table
+
+    name = Path(result["model"]).name
+    lines = []
+    if result.get("split"):
+        s = result["split"]
+        lines += [
+            f"# fsanet profile: {name}",
+            "",
+            f"Batch {result['batch']}, {result['runs']} timed runs on {result['executes_on']} "
+            f"({result['device']['name']}, sm {result['device']['compute_capability']}); host memory "
+            f"{result['host_memory']}" + (", enqueue replayed from a CUDA graph" if result["cuda_graph"] else "") + ".",
+            f"Machine: {describe_machine(result['machine'])}." if result.get("machine") else "",
+            "",
+            "| ms | p50 | p90 | p99 | mean |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {label} | {s[k]['p50']:.4f} | {s[k]['p90']:.4f} | {s[k]['p99']:.4f} | {s[k]['mean']:.4f} |"
+                for k, label in SPLIT
+            ),  # fmt: skip
+            "",
+            "Bound by: "
+            + (
+                ", ".join(s["bound_by"]) + " (at least the GPU compute time, as trtexec warns)"
+                if s["bound_by"]
+                else "GPU compute"
+            ),  # fmt: skip
+            "",
+        ]
+    if result.get("per_layer"):
+        p = result["per_layer"]
+        lines += [
+            f"Per layer (TensorRT's IProfiler, {p['iterations']} runs; a profiled run reports synchronously, so "
+            f"compare shares): {p['kernel_ms']:.4f} ms of layers per run.",
+            "",
+            "| layer type | layers | us per run | share of layer time | MFLOP | GFLOP/s |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {r['op_type']} | {r['nodes']} | {r['us_per_run']:.1f} | {r['share']:.1%} | - | - |"
+                for r in p["op_types"]
+            ),  # fmt: skip
+            "",
+            f"Slowest {min(top, len(p['nodes']))} layers:",
+            "",
+            "| layer | type | output shape | us per run |",
+            "|---|---|---|---|",
+            *(
+                f"| {n['node']} | {n['kind']} | {n['output_shapes']} | {n['us_per_run']:.1f} |"
+                for n in p["nodes"][:top]
+            ),
+            "",
+        ]
+    if result.get("layers"):
+        lines.append(layer_table(result["layers"], name))
+    elif result.get("split"):
+        lines.append("No layer report beside the engine (trtexec: --profilingVerbosity=detailed --exportLayerInfo).\n")
+    return "\n".join(lines).rstrip("\n") + "\n"

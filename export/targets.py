@@ -120,13 +120,15 @@ def export_targets(
     skip_unavailable: bool = False,
     dla_core: int | None = None,
     gpu_fallback: bool = True,
+    int8_float: str | None = None,
 ) -> list[dict]:
     """Build every target; returns one summary row per target (skipped ones say why).
-    `dla_core`/`gpu_fallback`: TensorRT engines on that DLA core (fsanet.export.trt_dla)."""
+    `dla_core`/`gpu_fallback`: TensorRT engines on that DLA core (fsanet.export.trt_dla);
+    `int8_float`: "fp16" builds tensorrt-int8 strongly typed with FP16 float parts."""
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint
 
-    trt_options = _check_trt_options(targets, dla_core, gpu_fallback)
+    trt_options = _check_trt_options(targets, dla_core, gpu_fallback, int8_float)
     qat = is_qat_checkpoint(checkpoint_path)
     _check(targets, calib_path, skip_unavailable, qat)
     if qat and (int8_max_drift is not None or int8_float_ops is not None):
@@ -230,19 +232,28 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
     return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
 
 
-def _check_trt_options(targets: list[str], dla_core, gpu_fallback: bool) -> dict:
+def _check_trt_options(targets: list[str], dla_core, gpu_fallback: bool, int8_float: str | None = None) -> dict:
     """The TensorRT-only options, refused before anything is built when no target takes them."""
-    if dla_core is None and gpu_fallback:
-        return {}
     from fsanet.export.tensorrt import TARGET_PRECISION as PRECISION
-    from fsanet.export.tensorrt import check_dla_options
+    from fsanet.export.tensorrt import check_dla_options, check_int8_float
+
+    options = {}
+    if int8_float is not None:
+        check_int8_float(int8_float)
+        if "tensorrt-int8" not in targets:
+            raise DataError("--int8-float-parts applies to INT8 engines; add --to tensorrt-int8")
+        options["int8_float"] = int8_float
+    if dla_core is None and gpu_fallback:
+        return options
 
     trt = [t for t in targets if t in TENSORRT_TARGETS]
     if not trt:
-        raise DataError("--dla-core/--no-gpu-fallback apply to TensorRT engines; add --to tensorrt-fp16 or tensorrt-int8")
+        raise DataError(
+            "--dla-core/--no-gpu-fallback apply to TensorRT engines; add --to tensorrt-fp16 or tensorrt-int8"
+        )
     for t in trt:
         check_dla_options(dla_core, gpu_fallback, PRECISION[t])
-    return {"dla_core": dla_core, "gpu_fallback": gpu_fallback}
+    return options | {"dla_core": dla_core, "gpu_fallback": gpu_fallback}
 
 
 def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
@@ -258,7 +269,8 @@ def _tensorrt(job: ExportJob, target: str, _skip: bool) -> dict:
     # TensorRT wants), else implicit from the float ONNX with the entropy calibrator
     qdq = job.built.get("onnx-int8")
     source = qdq if target == "tensorrt-int8" and qdq else job.float_onnx
-    m = build_engine(source, out, PRECISION[target], job.calib, verify=faces, verify_name=name, **job.trt_options)
+    options = {k: v for k, v in job.trt_options.items() if k != "int8_float" or target == "tensorrt-int8"}
+    m = build_engine(source, out, PRECISION[target], job.calib, verify=faces, verify_name=name, **options)
     v = m.get("verification")
     text = _drift_text(v, "float ONNX") if v else "not verified (no faces given)"
     return _row(target, out, name, text + _dla_text(m["tensorrt"].get("dla")))

@@ -140,6 +140,47 @@ def choose_source(onnx_path: Path, precision: str, trt_version: str, calib, face
     return onnx_path, "float ONNX with builder flags (no faces to verify a typed file on)"
 
 
+INT8_FLOAT = ("fp32", "fp16")
+
+
+def check_int8_float(int8_float: str, precision: str | None = None) -> None:
+    """`int8_float`: the type of a strongly typed INT8 engine's float parts (fsanet.export.trt_qdq_fp16)."""
+    if int8_float not in INT8_FLOAT:
+        raise DataError(f"--int8-float-parts {int8_float!r}: choose fp32 or fp16")
+    if int8_float == "fp16" and precision not in (None, "int8"):
+        raise DataError(f"--int8-float-parts fp16 applies to INT8 engines (tensorrt-int8), not {precision}")
+
+
+def fp16_float_source(onnx_path: Path, trt_version: str, calib, faces) -> tuple[Path, str]:
+    """The FP16-float copy of the Q/DQ ONNX `onnx_path` for a strongly typed INT8 build: reused when
+    it was made from this very file, else written now (verified on `faces`, else the calibration
+    faces). TensorRT 8.x has no strong typing and reads opsets up to 17 only, so it is refused."""
+    from fsanet.export.artifact import read_source
+    from fsanet.export.trt_qdq_fp16 import sibling, to_qdq_fp16
+
+    from fsanet.files import sha256
+    from fsanet.manifest import read_sidecar
+
+    if int(str(trt_version).split(".")[0]) < 10:
+        raise DataError(
+            f"--int8-float-parts fp16 needs a strongly typed build (TensorRT 10 or later); TensorRT {trt_version} "
+            "runs the float parts of implicit INT8 in FP16 already"
+        )
+    if read_source(onnx_path, "tensorrt").get("precision") != "int8":
+        raise DataError(
+            f"--int8-float-parts fp16 builds from the Q/DQ ONNX, and {onnx_path.name} is not one: give the file of "
+            "`fsanet export --to onnx-int8`, or a calibration set to write it"
+        )
+    out = sibling(onnx_path)
+    made = read_sidecar(out) if out.is_file() else None
+    made_from = (((made or {}).get("quantization") or {}).get("int8_source") or {}).get("sha256")
+    if made is not None and made_from == sha256(onnx_path):
+        return out, f"FP16-float sibling {out.name}"
+    crops = faces if faces is not None else (calib.crops if calib is not None else None)
+    to_qdq_fp16(onnx_path, out, crops, "the verification faces" if faces is not None else "the calibration faces")
+    return out, f"wrote the FP16-float {out.name}"
+
+
 # -- the build ---------------------------------------------------------------------------------
 def _batches(facts, max_batch: int, opt_batch: int | None, dla: bool = False) -> tuple[tuple, tuple, tuple]:
     if dla:  # DLA takes no dynamic dimensions: one static shape, batch `opt_batch` (default 1)
@@ -460,6 +501,7 @@ def build_engine(
     dla_core: int | None = None,
     gpu_fallback: bool = True,
     typed: bool = True,
+    int8_float: str = "fp32",
 ) -> dict:
     """Build `output` (.engine/.plan) from an fsanet ONNX export and return its manifest.
 
@@ -474,7 +516,9 @@ def build_engine(
     (see choose_source). `dla_core`: put layers on that DLA core (GPU fallback unless
     `gpu_fallback=False`), with one static shape of batch `opt_batch` (default 1: DLA takes no
     dynamic dimensions); see fsanet.export.trt_dla. `optimization_level`: TensorRT's builder
-    optimization level (8.6+).
+    optimization level (8.6+). `int8_float="fp16"`: a strongly typed INT8 engine (TensorRT >= 10)
+    from the FP16-float copy of the Q/DQ ONNX (fsanet.export.trt_qdq_fp16), so its float parts
+    run in FP16 as implicit INT8's do.
     """
     from fsanet.export import artifact
     from fsanet.export.trt_layers import report_path
@@ -490,6 +534,7 @@ def build_engine(
     if workspace_mb < 1 or calib_batch < 1:
         raise DataError(f"workspace ({workspace_mb} MiB) and calibration batch ({calib_batch}) must be positive")
     check_dla_options(dla_core, gpu_fallback, precision)
+    check_int8_float(int8_float, precision)
     trt = import_tensorrt()
     if dla_core is not None:
         from fsanet.export.trt_dla import check_dla_version, strongly_typed_dla
@@ -500,6 +545,13 @@ def build_engine(
     onnx_path, choice = (
         choose_source(onnx_path, precision, trt.__version__, calib, verify) if typed else (onnx_path, "as given")
     )
+    if int8_float == "fp16":
+        if not typed:
+            raise DataError(
+                "--int8-float-parts fp16 needs a strongly typed build; DLA before TensorRT 11 is weakly typed"
+            )
+        onnx_path, how = fp16_float_source(onnx_path, trt.__version__, calib, verify)
+        choice = f"{choice}; {how}"
     source = artifact.read_source(onnx_path, "tensorrt")
     opts = {
         "max_batch": max_batch,

@@ -62,6 +62,7 @@ def layers(info: dict, source: str = "layer report") -> list[dict]:
                 "tactic": layer.get("TacticName") or layer.get("TacticValue"),
                 "inputs": [t.get("Format/Datatype") for t in ins],
                 "outputs": [t.get("Format/Datatype") for t in outs],
+                "output_shapes": [t.get("Dimensions") for t in outs],
             }
         )
     return rows

@@ -67,6 +67,7 @@ def _export(args) -> int:
         skip_unavailable=args.skip_unavailable,
         dla_core=args.dla_core,
         gpu_fallback=not args.no_gpu_fallback,
+        int8_float=args.int8_float_parts,
     )
     print("| target | file | size MB | vs float size | verified on | max / mean difference, degrees |")
     print("|---|---|---|---|---|---|")
@@ -470,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--no-gpu-fallback", action="store_true", help="with --dla-core: fail if a layer cannot run on the DLA"
+    )
+    s.add_argument(
+        "--int8-float-parts",
+        choices=("fp32", "fp16"),
+        help="tensorrt-int8 on TensorRT >= 10 (strongly typed): the Q/DQ file's float parts in fp32 (default) or "
+        "fp16 (an opset-19 copy with float16 scales, as implicit INT8 runs them)",
     )
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.set_defaults(run=_export)

@@ -18,8 +18,13 @@ BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite", ".engin
 MAX_THREADS = 1024
 # the options each backend takes; another backend refuses them unless they ask for its own
 # behaviour anyway (the CPU), so that no option is dropped silently
-OPTIONS = {"onnxruntime": {"provider", "denormals_as_zero", "profile_prefix", "spinning"}, "torch": {"device"}}
+OPTIONS = {
+    "onnxruntime": {"provider", "denormals_as_zero", "profile_prefix", "spinning"},
+    "torch": {"device"},
+    "tensorrt": {"cuda_graph", "host_memory", "gpu_timing"},
+}
 CPU = {"provider": "cpu", "device": "cpu"}
+NOT_ASKED = {"cuda_graph": False, "gpu_timing": False}  # the other backends' way anyway
 
 
 def model_file(model: str | Path) -> Path:
@@ -66,6 +71,9 @@ def open(  # noqa: A001
     denormals_as_zero: bool | None = None,
     profile_prefix: str | None = None,
     spinning: bool | None = None,
+    cuda_graph: bool | None = None,
+    host_memory: str | None = None,
+    gpu_timing: bool | None = None,
 ) -> Runtime:
     """Load a model file with the backend its suffix calls for.
 
@@ -73,7 +81,8 @@ def open(  # noqa: A001
     Options (None: the backend's default): ONNX Runtime takes `provider` ("cpu", "cuda",
     "tensorrt"), `denormals_as_zero`, `profile_prefix` (its per-operator profiler) and `spinning`
     (False: no busy-waiting threads, for instruction counts); PyTorch
-    takes `device`. TensorRT engines (`.engine`, `.plan`) run on the GPU that built them.
+    takes `device`. TensorRT engines (`.engine`, `.plan`) run on the GPU that built them and take
+    `cuda_graph`, `host_memory` ("pinned", "mapped") and `gpu_timing` (fsanet.runtimes.tensorrt).
     """
     path, spec = split_spec(str(path))
     input_format = input_format or spec
@@ -93,10 +102,14 @@ def open(  # noqa: A001
         "denormals_as_zero": denormals_as_zero,
         "profile_prefix": profile_prefix,
         "spinning": spinning,
+        "cuda_graph": cuda_graph,
+        "host_memory": host_memory,
+        "gpu_timing": gpu_timing,
     }
     options = {k: v for k, v in given.items() if v is not None}
     for key in set(options) - OPTIONS.get(backend, set()):
-        if key in ("denormals_as_zero", "spinning") or options[key] == CPU.get(key):
+        asks_nothing = key in NOT_ASKED and options[key] is NOT_ASKED[key]
+        if key in ("denormals_as_zero", "spinning") or options[key] == CPU.get(key) or asks_nothing:
             del options[key]  # asks for what this backend does anyway
         else:
             raise DataError(f"{p.name}: option {key}={options[key]!r} does not apply to {backend} files")
@@ -114,4 +127,4 @@ def open(  # noqa: A001
         return TFLiteRuntime(p, input_format, threads=threads)
     from fsanet.runtimes.tensorrt import TensorRTRuntime
 
-    return TensorRTRuntime(p, input_format, threads=threads)
+    return TensorRTRuntime(p, input_format, threads=threads, **options)

@@ -15,6 +15,7 @@ import ctypes
 import logging
 import shlex
 import threading
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -179,12 +180,14 @@ def stream_handle(stream) -> int:
 
 
 class Cuda:
-    """One CUDA stream, the device buffers and the pinned host buffers allocated for it, freed by close()."""
+    """One CUDA stream with the device buffers, host buffers, events and CUDA graph made for it,
+    all freed by close()."""
 
     def __init__(self):
         self.rt = import_cudart()
         self._buffers: list[int] = []
         self._host: list[int] = []
+        self._events: list = []
         self.stream = None
         self.stream = self.call(self.rt.cudaStreamCreate(), "cudaStreamCreate")
 
@@ -207,14 +210,31 @@ class Cuda:
         self._buffers.append(ptr)
         return ptr
 
+    @staticmethod
+    def _array(ptr: int, shape: tuple, dtype) -> np.ndarray:
+        count = int(np.prod(shape))
+        raw = (ctypes.c_byte * max(count * np.dtype(dtype).itemsize, 1)).from_address(ptr)
+        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+
     def pinned(self, shape: tuple, dtype=np.float32) -> np.ndarray:
         """A page-locked host array (cudaMallocHost), so cudaMemcpyAsync copies by DMA without a
         staging copy. Not measured against pageable memory: no GPU was available to this project."""
         nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
         ptr = int(self.call(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
         self._host.append(ptr)
-        raw = (ctypes.c_byte * nbytes).from_address(ptr)
-        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+        return self._array(ptr, shape, dtype)
+
+    def mapped(self, shape: tuple, dtype=np.float32) -> tuple[np.ndarray, int]:
+        """A page-locked host array mapped into the GPU's address space, and the device pointer
+        the GPU reads and writes it through: cudaHostAlloc(cudaHostAllocMapped) and
+        cudaHostGetDevicePointer (CUDA Runtime API; the flag is implicit for contexts the runtime
+        API creates). On an integrated GPU the engine then works on the host array itself, with
+        no copy. Not measured: no Jetson was available to this project."""
+        nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+        ptr = int(self.call(self.rt.cudaHostAlloc(nbytes, self.rt.cudaHostAllocMapped), "cudaHostAlloc(mapped)"))
+        self._host.append(ptr)
+        device = int(self.call(self.rt.cudaHostGetDevicePointer(ptr, 0), "cudaHostGetDevicePointer"))
+        return self._array(ptr, shape, dtype), device
 
     def upload(self, ptr: int, host: np.ndarray) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
@@ -227,6 +247,52 @@ class Cuda:
     def sync(self) -> None:
         self.call(self.rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
 
+    # -- events: GPU time between two points of the stream ----------------------------------------
+    def event(self):
+        event = self.call(self.rt.cudaEventCreate(), "cudaEventCreate")
+        self._events.append(event)
+        return event
+
+    def record(self, event) -> None:
+        self.call(self.rt.cudaEventRecord(event, self.stream), "cudaEventRecord")
+
+    def elapsed_ms(self, start, end) -> float:
+        """Milliseconds between two recorded events (after the stream was synchronized)."""
+        return float(self.call(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
+
+    # -- CUDA graphs ------------------------------------------------------------------------------
+    def capture(self, enqueue) -> object:
+        """The executable CUDA graph of what `enqueue()` puts on the stream, as trtexec captures one
+        (NVIDIA/TensorRT samples/common/sampleInference.cpp and sampleDevice.h TrtCudaGraph at
+        release/10.3): thread-local capture mode; if the enqueue fails under capture, end the
+        capture, drop whatever graph came back and clear the error. cudaGraphInstantiateWithFlags,
+        not cudaGraphInstantiate, whose arguments differ between cuda-python 11.8 and 12.x."""
+        rt = self.rt
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        self.call(rt.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
+        try:
+            ok = bool(enqueue())
+        except Exception:  # noqa: BLE001  (the capture must end on this thread whatever happened)
+            ok = False
+        err, graph = rt.cudaStreamEndCapture(self.stream)
+        if not ok or int(err) != 0 or graph is None:
+            if graph is not None and int(err) == 0:
+                rt.cudaGraphDestroy(graph)
+            rt.cudaGetLastError()  # capture errors are sticky until read
+            name = rt.cudaGetErrorName(err)[1] if int(err) != 0 else b"enqueue failed under capture"
+            raise CaptureFailed(name.decode() if isinstance(name, bytes) else str(name))
+        try:
+            return self.call(rt.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
+        finally:
+            rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
+
+    def launch(self, graph_exec) -> None:
+        self.call(self.rt.cudaGraphLaunch(graph_exec, self.stream), "cudaGraphLaunch")
+
+    def destroy(self, graph_exec) -> None:
+        if graph_exec is not None:
+            self.rt.cudaGraphExecDestroy(graph_exec)
+
     def device(self) -> dict:
         index = self.call(self.rt.cudaGetDevice(), "cudaGetDevice")
         prop = self.call(self.rt.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
@@ -235,17 +301,24 @@ class Cuda:
             "name": name.rstrip("\0").strip(),
             "compute_capability": f"{prop.major}.{prop.minor}",
             "integrated": bool(prop.integrated),  # a Jetson's iGPU shares DRAM with the CPU
+            "can_map_host_memory": bool(prop.canMapHostMemory),
         }
 
     def close(self) -> None:
+        for event in self._events:
+            self.rt.cudaEventDestroy(event)
         for ptr in self._buffers:
             self.rt.cudaFree(ptr)
         for ptr in self._host:
             self.rt.cudaFreeHost(ptr)
-        self._buffers, self._host = [], []
+        self._buffers, self._host, self._events = [], [], []
         if self.stream is not None:
             self.rt.cudaStreamDestroy(self.stream)
             self.stream = None
+
+
+class CaptureFailed(RuntimeError):
+    """The engine's enqueue could not be captured in a CUDA graph."""
 
 
 # -- what an engine needs from this machine ----------------------------------------------------
@@ -305,15 +378,18 @@ class _NamedIO:
             return (self.shape(name),) * 3
         return tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(name, 0))
 
-    def run(self, shape: tuple, pointers: dict, stream: int) -> tuple:
+    def bind(self, shape: tuple, pointers: dict) -> tuple:
+        """Set the input shape and every tensor's address; the output shape that follows."""
         if not self.context.set_input_shape(self.inputs[0], shape):
             raise DataError(f"TensorRT refused input shape {shape}")
         for name, ptr in pointers.items():
             if not self.context.set_tensor_address(name, ptr):  # NvInferRuntime.h: false on a bad name/address
                 raise RuntimeError(f"TensorRT refused the address of tensor '{name}'")
+        return tuple(self.context.get_tensor_shape(self.outputs[0]))
+
+    def enqueue(self, stream: int) -> None:
         if not self.context.execute_async_v3(stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        return tuple(self.context.get_tensor_shape(self.outputs[0]))
 
 
 def pad_to_batch(x: np.ndarray, batch: int) -> np.ndarray:
@@ -324,11 +400,113 @@ def pad_to_batch(x: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
 
 
+# -- run-time options -----------------------------------------------------------------------------
+HOST_MEMORY = ("pinned", "mapped")
+
+
+def check_options(cuda_graph, host_memory, gpu_timing) -> None:
+    """The TensorRT runtime's own options, refused before TensorRT or a GPU is needed."""
+    for name, value in (("cuda_graph", cuda_graph), ("gpu_timing", gpu_timing)):
+        if not isinstance(value, bool):
+            raise DataError(f"TensorRT option {name} must be True or False, got {value!r}")
+    if host_memory not in HOST_MEMORY:
+        raise DataError(
+            f"TensorRT option host_memory={host_memory!r}: choose 'pinned' (copies by DMA, the default) "
+            "or 'mapped' (zero-copy, for the integrated GPU of a Jetson)"
+        )
+
+
+def check_mapped(device: dict) -> None:
+    """Mapped (zero-copy) host memory only where the GPU shares the host's DRAM (cudaDeviceProp
+    integrated, canMapHostMemory): on a discrete GPU every access would cross PCIe."""
+    if not device.get("integrated"):
+        raise DataError(
+            f"host_memory='mapped' is for an integrated GPU (a Jetson), where CPU and GPU share memory; "
+            f"{device.get('name', 'this GPU')} has memory of its own: use the default, host_memory='pinned'"
+        )
+    if not device.get("can_map_host_memory"):
+        raise DataError(f"host_memory='mapped': {device.get('name', 'this GPU')} cannot map host memory")
+
+
+class LayerTimes:
+    """Per-layer times as TensorRT's IProfiler reports them, one report_layer_time(name, ms) per
+    layer per inference, kept in the order of the first inference (as trtexec's Profiler does,
+    samples/common/sampleReporting.cpp). Pure, so it is tested without TensorRT."""
+
+    def __init__(self):
+        self._ms: dict[str, list[float]] = {}
+        self.error: BaseException | None = None
+
+    def report(self, name: str, ms: float) -> None:
+        self._ms.setdefault(str(name), []).append(float(ms))
+
+    @property
+    def iterations(self) -> int:
+        return max((len(v) for v in self._ms.values()), default=0)
+
+    def rows(self) -> list[dict]:
+        """One row per layer: name, inferences it ran in, mean and median ms, share of the total."""
+        runs = self.iterations
+        total = sum(sum(v) for v in self._ms.values()) or 1.0
+        return [
+            {
+                "name": name,
+                "calls": len(ms),
+                "mean_ms": sum(ms) / runs,
+                "median_ms": float(np.median(ms)),
+                "share": sum(ms) / total,
+            }  # fmt: skip
+            for name, ms in self._ms.items()
+        ]
+
+
+def _profiler(trt, times: LayerTimes):
+    """A trt.IProfiler that fills `times`; its exceptions are kept (the bindings print and drop
+    them: python/src/infer/pyCore.cpp, PyProfiler)."""
+
+    class _Profiler(trt.IProfiler):
+        def __init__(self):
+            trt.IProfiler.__init__(self)  # pybind trampolines must be initialised explicitly
+
+        def report_layer_time(self, layer_name, ms):
+            try:
+                times.report(layer_name, ms)
+            except Exception as e:  # noqa: BLE001
+                times.error = times.error or e
+
+    return _Profiler()
+
+
 class TensorRTRuntime(Runtime):
+    """A serialized engine on the GPU. Options (runtimes.open passes them):
+    - `cuda_graph`: capture the engine's enqueue in a CUDA graph and replay it (batch-1 latency:
+      one launch instead of one per kernel). Captured after one plain enqueue, as trtexec does;
+      captured again whenever the input shape changes (one graph at a time: no NVIDIA document
+      says a graph stays valid after its context's input shape changed).
+    - `host_memory`: 'pinned' (default; copies by DMA) or 'mapped' (zero-copy on a Jetson's
+      integrated GPU: the engine reads and writes the host buffers; refused on a discrete GPU).
+    - `gpu_timing`: CUDA events around each copy and the enqueue, recorded per call in
+      `timings` (trtexec's H2D, GPU compute and D2H latency; enqueue and wall time by the host clock).
+    None of these has run: no GPU with TensorRT was available to this project."""
+
     backend = "tensorrt"
 
-    def __init__(self, path, input_format=None, manifest=None, threads: int | None = None):
+    def __init__(
+        self,
+        path,
+        input_format=None,
+        manifest=None,
+        threads: int | None = None,
+        *,
+        cuda_graph: bool = False,
+        host_memory: str = "pinned",
+        gpu_timing: bool = False,
+    ):
         del threads  # the GPU runs the engine; CPU threads do not apply
+        check_options(cuda_graph, host_memory, gpu_timing)
+        self.cuda_graph, self.host_memory, self.gpu_timing = cuda_graph, host_memory, gpu_timing
+        self.timings: list[dict] = []
+        self.graph_captures = 0
         self._trt = import_tensorrt()
         if manifest is None:
             from fsanet.manifest import read_sidecar
@@ -336,12 +514,16 @@ class TensorRTRuntime(Runtime):
             manifest = read_sidecar(path)  # refuses an engine changed after it was built
         check_engine_version(path, manifest, self._trt.__version__)
         self._cuda = None
+        self._graph, self._graph_shape, self._plain = None, None, False
         super().__init__(path, input_format, manifest)
 
     def _load(self) -> None:
         trt = self._trt
         self._cuda = Cuda()
-        check_engine(self.path, self.manifest, trt.__version__, self._cuda.device())
+        self.device = self._cuda.device()
+        check_engine(self.path, self.manifest, trt.__version__, self.device)
+        if self.host_memory == "mapped":
+            check_mapped(self.device)
         self._runtime = trt.Runtime(shared_logger(trt))
         dla = ((self.manifest or {}).get("tensorrt") or {}).get("dla")
         if dla:  # an engine built for a DLA core runs on that core (IRuntime::setDLACore)
@@ -364,18 +546,21 @@ class TensorRTRuntime(Runtime):
                 raise DataError(f"{self.path}: tensor '{name}' is {self._io.dtype[name]}; the runtime feeds float32")
         self._min, _, self._max = self._io.profile(self._io.inputs[0])
         self._allocate()
+        self._events = [self._cuda.event() for _ in range(4)] if self.gpu_timing else None
 
     def _allocate(self) -> None:
         out = self._io.shape(self._io.outputs[0])
         if len(out) != 2 or out[1] != 3:
             raise DataError(f"{self.path}: output '{self._io.outputs[0]}' has shape {out}; expected (batch, 3)")
-        batch = int(self._max[0])
-        self._ptr = {
-            self._io.inputs[0]: self._cuda.malloc(int(np.prod(self._max)) * 4),
-            self._io.outputs[0]: self._cuda.malloc(batch * 3 * 4),
-        }
-        self._host_in = self._cuda.pinned(tuple(int(d) for d in self._max))
-        self._host_out = self._cuda.pinned((batch, 3))
+        shapes = {self._io.inputs[0]: tuple(int(d) for d in self._max), self._io.outputs[0]: (int(self._max[0]), 3)}
+        if self.host_memory == "mapped":  # the engine works on the host buffers themselves
+            mapped = {name: self._cuda.mapped(shape) for name, shape in shapes.items()}
+            self._ptr = {name: device for name, (_, device) in mapped.items()}
+            self._host_in, self._host_out = (mapped[n][0] for n in (self._io.inputs[0], self._io.outputs[0]))
+            return
+        self._ptr = {name: self._cuda.malloc(int(np.prod(shape)) * 4) for name, shape in shapes.items()}
+        self._host_in = self._cuda.pinned(shapes[self._io.inputs[0]])
+        self._host_out = self._cuda.pinned(shapes[self._io.outputs[0]])
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -390,6 +575,13 @@ class TensorRTRuntime(Runtime):
         # the profile's max batch: base.infer splits larger batches into pieces of this size
         return int(self._max[0])
 
+    def executes_on(self) -> str:
+        dla = ((self.manifest or {}).get("tensorrt") or {}).get("dla")
+        where = f"DLA core {dla['core']} + GPU" if dla else "GPU"
+        extra = [w for w, on in (("CUDA graph", self.cuda_graph), ("mapped host memory", self.host_memory == "mapped"))
+                 if on]  # fmt: skip
+        return f"TensorRT {self._trt.__version__} on {where}" + (f" ({', '.join(extra)})" if extra else "")
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
         if tuple(x.shape[1:]) != tuple(self._max[1:]) or n > self._max[0]:
@@ -400,16 +592,90 @@ class TensorRTRuntime(Runtime):
             x = pad_to_batch(x, int(self._max[0]))  # a static-batch engine runs exactly its batch
         elif n < self._min[0]:
             raise DataError(f"{self.path.name}: the engine's profile needs a batch of at least {self._min[0]}")
+        cuda, events, copies = self._cuda, self._events, self.host_memory == "pinned"
+        start = time.perf_counter()
         host_in = self._host_in[: len(x)]
         host_in[...] = x
-        self._cuda.upload(self._ptr[self._io.inputs[0]], host_in)
-        out_shape = self._io.run(host_in.shape, self._ptr, self._cuda.handle)
+        if events:
+            cuda.record(events[0])
+        if copies:
+            cuda.upload(self._ptr[self._io.inputs[0]], host_in)
+        if events:
+            cuda.record(events[1])
+        out_shape, enqueue_s = self._execute(host_in.shape)
+        if events:
+            cuda.record(events[2])
         host_out = self._host_out[: out_shape[0]]
-        self._cuda.download(host_out, self._ptr[self._io.outputs[0]])
-        self._cuda.sync()
+        if copies:
+            cuda.download(host_out, self._ptr[self._io.outputs[0]])
+        if events:
+            cuda.record(events[3])
+        cuda.sync()
+        wall_s = time.perf_counter() - start
+        if events:
+            h2d, compute, d2h = (cuda.elapsed_ms(events[i], events[i + 1]) for i in range(3))
+            self.timings.append({"batch": n, "h2d_ms": h2d, "compute_ms": compute, "d2h_ms": d2h,
+                                 "enqueue_ms": enqueue_s * 1e3, "wall_ms": wall_s * 1e3})  # fmt: skip
         return np.array(host_out[:n])
 
+    def _execute(self, shape: tuple) -> tuple[tuple, float]:
+        """Run the engine on the bound buffers: enqueue, or replay the CUDA graph of this input
+        shape (captured first if the shape changed). The output shape, and the host's seconds in
+        the enqueue call (trtexec's "Enqueue Time")."""
+        stream = self._cuda.handle
+        if not self.cuda_graph or self._plain:
+            out_shape = self._io.bind(shape, self._ptr)
+            t = time.perf_counter()
+            self._io.enqueue(stream)
+            return out_shape, time.perf_counter() - t
+        if self._graph_shape != shape:
+            self._capture(shape, stream)
+        t = time.perf_counter()
+        self._cuda.launch(self._graph)
+        return self._graph_out, time.perf_counter() - t
+
+    def _capture(self, shape: tuple, stream: int) -> None:
+        """The CUDA graph of one enqueue at `shape`. The enqueue runs once outside the capture
+        first, so TensorRT's set-up work for the new shape is not captured (trtexec:
+        "executing the enqueue function at least once before starting CUDA graph capture")."""
+        self._cuda.destroy(self._graph)
+        self._graph, self._graph_shape = None, None
+        self._graph_out = self._io.bind(shape, self._ptr)
+        self._io.enqueue(stream)
+        self._cuda.sync()
+        try:
+            self._graph = self._cuda.capture(lambda: self._io.context.execute_async_v3(stream))
+        except CaptureFailed as e:
+            raise DataError(
+                f"{self.path.name}: this engine cannot be captured in a CUDA graph ({e}); run it without cuda_graph"
+            ) from e
+        self._graph_shape = shape
+        self.graph_captures += 1
+
+    def layer_times(self, x: np.ndarray, runs: int, warmup: int = 10) -> LayerTimes:
+        """Per-layer times of `runs` inferences of `x` (one piece the engine takes whole), from a
+        trt.IProfiler on the execution context. With a profiler attached, enqueue reports
+        synchronously (NvInferRuntime.h setEnqueueEmitsProfile, default true), so these runs are
+        slower than plain ones; they never use the CUDA graph."""
+        times = LayerTimes()
+        self._plain = True
+        try:
+            for _ in range(warmup):
+                self.infer(x)
+            self.context.profiler = _profiler(self._trt, times)
+            for _ in range(runs):
+                self.infer(x)
+        finally:
+            self.context.profiler = None
+            self._plain = False
+        if times.error is not None:
+            raise RuntimeError(f"the layer profiler failed: {times.error}") from times.error
+        return times
+
     def close(self) -> None:
+        if self._cuda is not None:
+            self._cuda.destroy(self._graph)
+            self._graph = None
         self.context = self.engine = None  # before their buffers and stream go
         if self._cuda is not None:
             self._cuda.close()
