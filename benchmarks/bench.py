@@ -48,6 +48,7 @@ class BenchConfig:
     denormals_as_zero: bool = True
     instructions: bool = False  # count instructions per face with valgrind (benchmarks/instructions.py)
     processes: int = 1  # fresh processes the timed runs are split over (interval between processes)
+    p50_within: float | None = None  # stop once every p50's 95% interval is within +-this share; runs: the cap
 
     @property
     def rounds(self) -> int:
@@ -71,6 +72,10 @@ class BenchConfig:
             raise DataError("bench: --processes 2 gives an interval 12.7 standard errors wide; use 1 or at least 3")
         if self.processes > 1 and self.runs // self.processes < 2:
             raise DataError(f"bench: --runs {self.runs} over --processes {self.processes}: give at least 2 runs each")
+        if self.p50_within is not None and not 0 < self.p50_within < 1:
+            raise DataError(f"bench: --p50-within takes a share between 0 and 1 (0.03 for 3%), got {self.p50_within}")
+        if self.p50_within is not None and self.processes > 1:
+            raise DataError("bench: --p50-within stops each run on its own; with --processes give a fixed --runs")
 
     @property
     def per_process(self) -> BenchConfig:
@@ -172,16 +177,48 @@ def interleaved_latency(
         time_calls(call, 0, cfg.warmup)
     rounds = {state: {name: [] for name in calls} for state in ("hot", "loop")}
     peak_rounds = []
-    for state in state_schedule(cfg.hot_rounds, cfg.rounds):
-        for name, call in calls.items():
-            if state == "hot":
-                rounds["hot"][name].append(time_calls(call, cfg.hot_length, cfg.rewarm))
-            else:
-                rounds["loop"][name].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
-            _step(progress)
-        if state == "hot" and peak is not None:
-            peak_rounds.append(time_calls(peak.run, cfg.hot_length, cfg.rewarm))
+    blocks = _blocks(cfg)
+    for i, block in enumerate(blocks):
+        for state in block:
+            for name, call in calls.items():
+                if state == "hot":
+                    rounds["hot"][name].append(time_calls(call, cfg.hot_length, cfg.rewarm))
+                else:
+                    rounds["loop"][name].append(time_calls(call, cfg.round_runs, cfg.rewarm, before=sweep))
+                _step(progress)
+            if state == "hot" and peak is not None:
+                peak_rounds.append(time_calls(peak.run, cfg.hot_length, cfg.rewarm))
+        if cfg.p50_within and i + 1 >= MIN_BLOCKS and p50s_within(rounds, cfg.p50_within):
+            _step(progress, sum(map(len, blocks[i + 1 :])) * len(calls))  # the bar ends where the phase does
+            break
     return rounds, peak_rounds
+
+
+MIN_BLOCKS = 4  # --p50-within: the stopping rule is checked from this block on (bootstrap needs rounds)
+
+
+def _blocks(cfg: BenchConfig) -> list[list[str]]:
+    """The phase's rounds as blocks checked one by one: one block of the whole schedule, or with
+    `p50_within` blocks of one hot round and the in-loop rounds that go with it (the two states
+    in the proportion of the full schedule), as many as fit in `runs`."""
+    if not cfg.p50_within:
+        return [state_schedule(cfg.hot_rounds, cfg.rounds)]
+    loop_per_hot = max(round(cfg.rounds / cfg.hot_rounds), 1)
+    return [state_schedule(1, loop_per_hot) for _ in range(cfg.hot_rounds)]
+
+
+def p50s_within(rounds: dict, share: float, resamples: int = 500) -> bool:
+    """Whether every artifact's p50, in each state, has a 95% bootstrap interval (over its rounds)
+    within +-share of the p50: the stopping rule of `--p50-within`."""
+    from fsanet.benchmarks.intervals import resampled_p50
+
+    for by_name in rounds.values():
+        for name, boot in resampled_p50(by_name, resamples).items():
+            low, high = np.percentile(boot, [2.5, 97.5])
+            p50 = np.median(np.concatenate(by_name[name]))
+            if (high - low) / 2 > share * p50:
+                return False
+    return True
 
 
 def state_schedule(hot: int, loop: int) -> list[str]:
@@ -192,9 +229,9 @@ def state_schedule(hot: int, loop: int) -> list[str]:
     return [state for _, state in order]
 
 
-def _step(progress) -> None:
-    if progress is not None:
-        progress.update(1)
+def _step(progress, n: int = 1) -> None:
+    if progress is not None and n:
+        progress.update(n)
 
 
 def _end_to_end(rts: dict, faces, cfg: BenchConfig, progress) -> dict:
@@ -237,7 +274,7 @@ def run_bench(
     crops = timing_set.images()
     peak = _peak_kernel(cfg)  # a bad --peak-gflops fails before any model is loaded
     one = cfg.per_process
-    timed_rounds = (one.rounds + one.hot_rounds) * cfg.processes * len(cfg.batches)
+    timed_rounds = sum(map(len, _blocks(one))) * cfg.processes * len(cfg.batches)
     steps = len(models) * (timed_rounds + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
     from fsanet.benchmarks import machine
@@ -321,8 +358,12 @@ def run_bench(
     return {
         "config": asdict(cfg)
         | {
-            "rounds": one.rounds * cfg.processes,
-            "hot_rounds": one.hot_rounds * cfg.processes,
+            # rounds as run, at the first batch size (--p50-within may stop a phase early)
+            "rounds": len(rounds["loop"][names[0]][cfg.batches[0]]),
+            "hot_rounds": len(rounds["hot"][names[0]][cfg.batches[0]]),
+            "rounds_per_batch": {
+                str(b): {state: len(rounds[state][names[0]][b]) for state in ("hot", "loop")} for b in cfg.batches
+            },
             "hot_length": one.hot_length,
             "sweep_bytes": sweep_size(cfg),
         },

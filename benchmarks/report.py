@@ -161,6 +161,16 @@ def _processes_phrase(cfg: dict) -> str:
     return f"split over {n} fresh processes run one after another; " if n > 1 else ""
 
 
+def _stopping_phrase(cfg: dict) -> str:
+    if not cfg.get("p50_within"):
+        return ""
+    done = ", ".join(f"batch {b}: {n['hot']} hot + {n['loop']} in-loop" for b, n in cfg["rounds_per_batch"].items())
+    return (
+        f"each phase stopped once every p50's 95% interval was within +-{cfg['p50_within']:.0%} or at "
+        f"{cfg['runs']} runs per state ({done} rounds); "
+    )
+
+
 def _interval_kind(cfg: dict) -> str:
     n = cfg.get("processes", 1)
     if n > 1:
@@ -185,6 +195,7 @@ def write_markdown(result: dict, violations, path: Path) -> None:
         f"after an untimed {cfg['sweep_bytes'] / 2**20:.1f} MiB memory write (this machine's L2 + L3); "
         f"{cfg['rewarm']} untimed calls after each switch; every call takes the next input batch; "
         + _processes_phrase(cfg)
+        + _stopping_phrase(cfg)
         + f"provider {cfg['provider']}; "
         f"PyTorch device {cfg.get('device', 'cpu')}; "
         f"denormals as zero: {'on' if cfg.get('denormals_as_zero') else 'off'}.",

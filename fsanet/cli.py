@@ -205,6 +205,7 @@ def _bench(args) -> int:
         denormals_as_zero=not args.keep_denormals,
         instructions=args.instructions,
         processes=args.processes,
+        p50_within=args.p50_within,
     )
     result = run_bench(args.models, data, faces, args.reference, cfg)
     violations = check(budget, result["artifacts"], args.budget) if budget else None
@@ -552,6 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=B["processes"],
         help="split the timed runs over N fresh processes (N=1 or N>=3), one after another; each ratio's "
         "interval is then taken between them, so it covers what a rerun changes",
+    )
+    s.add_argument(
+        "--p50-within",
+        type=float,
+        default=B["p50_within"],
+        help="stop timing once every p50's 95%% interval is within +-this share (0.03: 3%%); --runs is then the cap",
     )
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_bench)
