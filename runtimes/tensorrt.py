@@ -658,7 +658,8 @@ class TensorRTRuntime(Runtime):
         synchronously (NvInferRuntime.h setEnqueueEmitsProfile, default true), so these runs are
         slower than plain ones; they never use the CUDA graph."""
         times = LayerTimes()
-        self._plain = True
+        self._cuda.destroy(self._graph)  # plain runs rebind the context: the next graph call recaptures
+        self._graph, self._graph_shape, self._plain = None, None, True
         try:
             for _ in range(warmup):
                 self.infer(x)

@@ -16,6 +16,7 @@ import pytest
 from fsanet.runtimes.tensorrt import (
     CAPTURE,
     LogCapture,
+    TensorRTRuntime,
     TensorRTUnavailable,
     check_engine,
     check_engine_version,
@@ -199,8 +200,58 @@ def test_a_changed_engine_or_another_tensorrt_version_is_refused(engine, tmp_pat
     manifest = json.loads(open(f"{bad}.json").read())
     manifest["tensorrt"]["version"] = "7.1.3"
     with pytest.raises(DataError, match=r"built by TensorRT 7\.1\.3"):
-        runtimes.open(bad, manifest=manifest)
+        TensorRTRuntime(bad, manifest=manifest)
     with open(bad, "ab") as f:
         f.write(b"\0")
     with pytest.raises(DataError, match="does not match its manifest"):
         runtimes.open(bad)
+
+
+@pytest.mark.integration  # the engine fixture asks for fusion_onnx (shared data) by getfixturevalue
+def test_cuda_graph_replays_the_same_angles_and_recaptures_on_a_new_shape(engine, request):
+    real_faces = request.getfixturevalue("real_faces")
+    with runtimes.open(engine) as plain, runtimes.open(engine, cuda_graph=True, gpu_timing=True) as graph:
+        for n in (1, 1, 4, 1):
+            np.testing.assert_array_equal(graph.predict(real_faces[:n]), plain.predict(real_faces[:n]))
+        assert graph.graph_captures == 3  # 1, then 4, then 1 again: one graph at a time
+        assert len(graph.timings) == 4 and all(t["compute_ms"] > 0 and t["wall_ms"] > 0 for t in graph.timings)
+        assert "CUDA graph" in graph.executes_on()
+
+
+@pytest.mark.integration  # the engine fixture asks for fusion_onnx (shared data) by getfixturevalue
+def test_per_layer_times_name_the_layers_of_the_report(engine, request):
+    import json as _json
+
+    real_faces = request.getfixturevalue("real_faces")
+    report = {layer["Name"] for layer in _json.loads(open(f"{engine}.layers.json").read())["Layers"]}
+    with runtimes.open(engine) as rt:
+        times = rt.layer_times(rt.input_format.prepare(real_faces[:1]), runs=20, warmup=5)
+    rows = times.rows()
+    assert times.iterations == 20 and rows and {r["name"] for r in rows} <= report
+    assert abs(sum(r["share"] for r in rows) - 1) < 1e-6
+
+
+@pytest.mark.integration  # the engine fixture asks for fusion_onnx (shared data) by getfixturevalue
+def test_mapped_host_memory_runs_on_an_integrated_gpu_and_is_refused_elsewhere(engine, request):
+    real_faces = request.getfixturevalue("real_faces")
+    with runtimes.open(engine) as plain:
+        integrated = plain.device["integrated"]
+        expected = plain.predict(real_faces[:8])
+    if not integrated:
+        with pytest.raises(DataError, match="for an integrated GPU"):
+            runtimes.open(engine, host_memory="mapped")
+        return
+    with runtimes.open(engine, host_memory="mapped") as mapped:
+        np.testing.assert_array_equal(mapped.predict(real_faces[:8]), expected)
+
+
+@pytest.mark.integration  # the engine fixture asks for fusion_onnx (shared data) by getfixturevalue
+def test_profile_of_an_engine_on_faces_writes_the_split_and_per_layer_tables(engine, request, tmp_path):
+    from fsanet.benchmarks.profile import profile_engine
+
+    faces = request.getfixturevalue("real_faces")[:16]
+    text = profile_engine(engine, tmp_path, faces, runs=20, warmup=5, per_layer=True, cuda_graph=True)
+    saved = json.loads((tmp_path / "profile.json").read_text())
+    assert saved["split"]["runs"] == 20 and saved["graph_captures"] >= 1
+    assert saved["per_layer"]["iterations"] == 20 and saved["per_layer"]["nodes"]
+    assert "GPU compute time" in text and "Slowest" in text
