@@ -328,9 +328,14 @@ def rebuild_command(path, manifest: dict | None) -> str:
     source = (m.get("source_onnx") or {}).get("file", "MODEL.onnx")
     precision = m.get("precision", "fp16")
     max_batch = (m.get("input") or {}).get("max_batch", 64)
+    dla = (m.get("tensorrt") or {}).get("dla")
+    extra = ""
+    if dla:  # the same DLA core, batch and fallback
+        extra = f", dla_core={int(dla['core'])}, opt_batch={int(dla.get('batch') or 1)}"
+        extra += "" if dla.get("gpu_fallback", True) else ", gpu_fallback=False"
     call = (
         "from fsanet.export.tensorrt import build_engine; "
-        f"build_engine({source!r}, {str(path)!r}, {precision!r}, max_batch={max_batch})"
+        f"build_engine({source!r}, {str(path)!r}, {precision!r}, max_batch={max_batch}{extra})"
     )
     return f"python3 -c {shlex.quote(call)}"
 

@@ -99,6 +99,10 @@ def test_the_rebuild_command_is_a_runnable_python_line(tmp_path):
         f"build_engine('fusion-fp16.onnx', '{tmp_path / 'fusion-fp16.engine'}', 'fp16', max_batch=32)"
     )
     compile(argv[2], "<rebuild>", "exec")  # valid Python
+    dla = dict(MANIFEST, tensorrt={"version": "10.3.0.30", "dla": {"core": 1, "batch": 1, "gpu_fallback": False}})
+    argv = shlex.split(rebuild_command(tmp_path / "fusion-fp16.engine", dla))
+    assert argv[2].endswith("max_batch=32, dla_core=1, opt_batch=1, gpu_fallback=False)")  # the same DLA build
+    compile(argv[2], "<rebuild>", "exec")
 
 
 @pytest.mark.parametrize("version", ["8.4.1.5", "8.2.1", "7.1.3"])
