@@ -158,6 +158,27 @@ def _profile(args) -> int:
     return 0
 
 
+def _debug(args) -> int:
+    from tqdm import tqdm
+
+    from fsanet.benchmarks.layer_drift import debug_onnx
+    from fsanet.benchmarks.layer_drift_report import summary_lines, write_reports
+    from fsanet.data import open_faces
+
+    check_output_dir(args.output, [args.model, args.reference, args.faces])
+    check_inputs_exist([args.model, args.reference])
+    for path, option in ((args.model, "INT8_ARTIFACT"), (args.reference, "--reference")):
+        if Path(path).suffix.lower() != ".onnx":
+            raise DataError(f"debug: {option} {path} is not an ONNX file; layer-wise drift reads ONNX Q/DQ graphs")
+    crops = open_faces(args.faces).images()[: args.count]
+    with tqdm(desc="debug", unit="layer", disable=None) as bar:
+        result = debug_onnx(args.model, args.reference, crops, args.alone_faces, bar)
+    paths = write_reports(result, args.output)
+    print("\n".join(summary_lines(result)))
+    print(f"reports: {paths['markdown']}, {paths['json']}, {paths['plot']}")
+    return 0
+
+
 def _peak_gflops(text: str) -> float | str:
     if text == "measure":
         return text
@@ -584,6 +605,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_profile)
+
+    s = sub.add_parser("debug", help="where an INT8 ONNX loses its angles: per-layer error and drift")
+    s.add_argument("model", help="the INT8 Q/DQ ONNX (-int8.onnx)")
+    s.add_argument("--reference", required=True, help="the float ONNX it was quantized from")
+    s.add_argument("--faces", required=True, help="real faces (folder with .pts, labelled set, synthetic:N[:seed])")
+    s.add_argument("-n", "--count", type=integer(1), default=200, help="faces to compare on (the first N)")
+    s.add_argument(
+        "--alone-faces", type=integer(1), help="faces for the layer-alone drift (default: all --count faces)"
+    )
+    s.add_argument("-o", "--output", required=True, help="report folder")
+    s.set_defaults(run=_debug)
 
     s = sub.add_parser("train", help="train a variant (paper recipe; torchrun for several GPUs)")
     s.add_argument("--data", required=True, help="300W-LP folder, BIWI folder, .npz, synthetic[:N[:seed]]")

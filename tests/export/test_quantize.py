@@ -145,3 +145,72 @@ def test_export_command_builds_every_onnx_target_with_a_summary(fusion_checkpoin
     ]
     assert main(["export", str(fusion_checkpoint), "--to", "onnx,tflite-int4", "-o", str(tmp_path / "x")]) == 2
     assert "tflite-int4" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_debug_finds_where_int8_loses_the_angles(int8_onnx, fusion_onnx, shared_data, tmp_path, capsys):
+    """`fsanet debug`: the total drift is the runtimes' own; every quantized layer gets a drift
+    of its own; and the layer-alone graphs are right: inserting every layer's quantizers into the
+    float graph, one layer at a time, gives back the INT8 file's angles."""
+    import onnx
+    from fsanet.benchmarks.layer_drift import alone, angles, load_pair, quantized_layers
+
+    from fsanet import runtimes
+    from fsanet.cli import main
+
+    faces_dir = shared_data / "real-faces" / "helen-trainset"
+    faces = open_faces(faces_dir).images()[:12]
+    out = tmp_path / "debug"
+    assert (
+        main(
+            [
+                "debug",
+                str(int8_onnx),
+                "--reference",
+                str(fusion_onnx),
+                "--faces",
+                str(faces_dir),
+                "-n",
+                "12",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    r = json.loads((out / "debug.json").read_text())
+    with runtimes.open(int8_onnx) as q, runtimes.open(fusion_onnx) as f:
+        direct = np.abs(q.predict(faces) - f.predict(faces))
+    assert r["drift"]["mean"] == pytest.approx(direct.mean(), abs=1e-4) and r["faces"] == 12
+    int8, ref = load_pair(int8_onnx, fusion_onnx)
+    layers = quantized_layers(int8)
+    alone_rows = [row for row in r["layers"] if row.get("alone_drift")]
+    assert len(alone_rows) == len(layers) > 50 and r["unmatched_layers"] == []
+    assert all(row["alone_drift"]["mean"] > 0 for row in alone_rows)  # each quantizer moves the angles
+    assert r["top_contributors"][0]["mean"] == max(row["alone_drift"]["mean"] for row in alone_rows)
+    assert r["layers"][0]["tensor"] == ref.graph.node[0].output[0] or r["layers"][0]["node"] == ref.graph.node[0].name
+    assert 10 < r["layers"][0]["snr_db"] < 80 and r["first_jump"] in {row["node"] for row in r["layers"]}
+    assert "| # | node | op |" in (out / "debug.md").read_text() and (out / "debug.png").read_bytes()[:4] == b"\x89PNG"
+    assert "error jumps first at:" in capsys.readouterr().out
+    every = ref
+    for layer in layers:
+        every = alone(int8, every, layer)
+    onnx.checker.check_model(every)
+    x = runtimes.open(int8_onnx).input_format.prepare(faces)
+    assert np.abs(angles(every.SerializeToString(), x) - angles(int8.SerializeToString(), x)).max() < 1e-3
+    # bad input: a float file as the INT8 one, one line naming it (exit 2)
+    assert (
+        main(
+            [
+                "debug",
+                str(fusion_onnx),
+                "--reference",
+                str(fusion_onnx),
+                "--faces",
+                str(faces_dir),
+                "-o",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "no QuantizeLinear/DequantizeLinear nodes" in capsys.readouterr().err and not (tmp_path / "x").exists()
