@@ -548,7 +548,7 @@ def build_engine(
     if int8_float == "fp16":
         if not typed:
             raise DataError(
-                "--int8-float-parts fp16 needs a strongly typed build; DLA before TensorRT 11 is weakly typed"
+                "--int8-float-parts fp16 needs a strongly typed build (typed=True; DLA before TensorRT 11 is weak)"
             )
         onnx_path, how = fp16_float_source(onnx_path, trt.__version__, calib, verify)
         choice = f"{choice}; {how}"
