@@ -215,24 +215,65 @@ def alone(int8, ref, layer):
     return m
 
 
-def _constant_of(model, init, have: set) -> str:
-    """The name under which `model` holds the INT8 file's constant `init`: its own when the values
-    are the same, else a copy added as `<name>/int8`."""
+def _constant_of(model, init, have: set, tag: str = "int8") -> str:
+    """The name under which `model` holds the constant `init` (of the other graph): its own when
+    the values are the same, else a copy added as `<name>/<tag>`."""
     from onnx import numpy_helper
 
     own = next((i for i in model.graph.initializer if i.name == init.name), None)
     if own is not None and np.array_equal(numpy_helper.to_array(own), numpy_helper.to_array(init)):
         return init.name
-    name = f"{init.name}/int8"
+    name = f"{init.name}/{tag}"
     if name not in have:
         model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(init), name))
         have.add(name)
     return name
 
 
-def debug_onnx(int8_path, float_path, crops: np.ndarray, alone_faces: int | None = None, progress=None) -> dict:
+def with_float_layers(int8, ref, names: set[str]):
+    """The INT8 graph with the nodes named `names` computed as in the float graph: their inputs
+    and constants taken from it (no quantizers, float weights, the float bias). What a recipe
+    that keeps those layers float would give, without quantizing again."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(int8)
+    floats = {n.name: n for n in ref.graph.node}
+    have = {i.name for i in m.graph.initializer}
+    ref_inits = {i.name: i for i in ref.graph.initializer}
+    for node in m.graph.node:
+        if node.name not in names:
+            continue
+        source = floats[node.name]
+        del node.input[:]
+        node.input.extend(_constant_of(m, ref_inits[i], have, "float") if i in ref_inits else i for i in source.input)
+    return m
+
+
+def search_float_layers(int8, ref, x: np.ndarray, base: np.ndarray, ranked: list[str], max_drift: float, progress=None):
+    """Keep layers float one at a time, most harmful alone first (`ranked`), until the mean drift
+    from the float angles `base` holds `max_drift`. Returns (the layers, trajectory); the layers
+    are None when even all of `ranked` float misses it."""
+    from fsanet.benchmarks.accuracy import drift
+
+    trajectory, kept = [], []
+    for name in [None, *ranked]:
+        if name is not None:
+            kept.append(name)
+        d = drift(angles(with_float_layers(int8, ref, set(kept)).SerializeToString(), x), base)
+        trajectory.append({"float_layers": len(kept), "added": name, "drift_mean": d["mean"], "drift_max": d["max"]})
+        _tick(progress)
+        if d["mean"] <= max_drift:
+            return kept, trajectory
+    return None, trajectory
+
+
+def debug_onnx(
+    int8_path, float_path, crops: np.ndarray, alone_faces: int | None = None, progress=None, max_drift=None
+) -> dict:
     """The layer-wise drift of an INT8 ONNX against its float ONNX on `crops` (BGR official
-    crops); the layer-alone contributions on the first `alone_faces` of them (all by default)."""
+    crops); the layer-alone contributions on the first `alone_faces` of them (all by default);
+    with `max_drift`, the fewest layers (most harmful first) to keep float for that mean drift."""
     from fsanet.benchmarks.accuracy import drift
 
     from fsanet import runtimes
@@ -258,7 +299,12 @@ def debug_onnx(int8_path, float_path, crops: np.ndarray, alone_faces: int | None
             None if model is None else drift(angles(model.SerializeToString(), xa), base[: len(xa)])
         )
         _tick(progress)
-    return _result(int8, ref, records, losses, contributions, total, len(x), len(xa))
+    result = _result(int8, ref, records, losses, contributions, total, len(x), len(xa))
+    if max_drift is not None:
+        ranked = [c["node"] for c in result["all_contributors"]]
+        layers, trajectory = search_float_layers(int8, ref, x, base, ranked, max_drift, progress)
+        result["recipe"] = {"max_drift": max_drift, "float_layers": layers, "trajectory": trajectory}
+    return result
 
 
 def _tick(progress) -> None:
@@ -292,5 +338,6 @@ def _result(int8, ref, records, losses, contributions, total, faces, alone_faces
         "first_jump": first and first["node"],
         "largest_loss": worst and worst["node"],
         "top_contributors": [{"node": r["node"], "op_type": r["op_type"], **r["alone_drift"]} for r in ranked[:10]],
+        "all_contributors": [{"node": r["node"], "op_type": r["op_type"], **r["alone_drift"]} for r in ranked],
         "unmatched_layers": sorted(k for k, v in contributions.items() if v is None),
     }

@@ -22,7 +22,27 @@ def summary_lines(result: dict) -> list[str]:
     ]
     if result["unmatched_layers"]:
         lines.append(f"  not measured alone (no float counterpart): {', '.join(result['unmatched_layers'])}")
-    return lines
+    return lines + recipe_lines(result)
+
+
+def recipe_lines(result: dict) -> list[str]:
+    """The search's answer: which layers to keep float for the drift limit, and the export
+    command that makes that file (NNCF quantizes again with those layers ignored)."""
+    recipe = result.get("recipe")
+    if not recipe:
+        return []
+    steps = ", ".join(f"{t['float_layers']}: {t['drift_mean']:.4f}" for t in recipe["trajectory"])
+    if recipe["float_layers"] is None:
+        return [
+            f"no recipe: with every measured layer float the drift still misses {recipe['max_drift']} "
+            f"(layers float: drift mean {steps})"
+        ]
+    names = ",".join(recipe["float_layers"])
+    return [
+        f"layers to keep float for a mean drift of {recipe['max_drift']} degrees: {names or 'none'} "
+        f"(layers float: drift mean {steps})",
+        *([f"  fsanet export MODEL --to onnx-int8 --int8-float-layers {names}"] if names else []),
+    ]
 
 
 def _cell(value, fmt: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from fsanet.export import artifact
 
-from fsanet.errors import ExportError
+from fsanet.errors import DataError, ExportError
 
 STAGE = "onnx-int8"
 
@@ -34,7 +34,7 @@ ALWAYS_FLOAT = ("AveragePool",)  # ORT's QLinearAveragePool rejects NNCF's scale
 WEIGHT_ONLY_MIN_VALUES = 4096
 
 
-def _nncf_quantize(model, calib, keep_float: tuple[str, ...]):
+def _nncf_quantize(model, calib, keep_float: tuple[str, ...], float_layers: tuple[str, ...] = ()):
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
@@ -48,7 +48,9 @@ def _nncf_quantize(model, calib, keep_float: tuple[str, ...]):
             dataset,
             subset_size=len(calib),
             target_device=nncf.TargetDevice.CPU,
-            ignored_scope=nncf.IgnoredScope(types=sorted(set(keep_float) | set(ALWAYS_FLOAT)), validate=False),
+            ignored_scope=nncf.IgnoredScope(
+                names=sorted(float_layers), types=sorted(set(keep_float) | set(ALWAYS_FLOAT)), validate=False
+            ),
             advanced_parameters=advanced,
         )
 
@@ -147,14 +149,19 @@ def op_counts(model, op_types=None) -> dict[str, int]:
     return found
 
 
-def _int8_model(float_path: Path, calib, keep_float: tuple[str, ...]):
-    """Convert: the INT8 Q/DQ model of the float ONNX, and what its manifest says of it."""
+def _int8_model(float_path: Path, calib, keep_float: tuple[str, ...], float_layers: tuple[str, ...] = ()):
+    """Convert: the INT8 Q/DQ model of the float ONNX, and what its manifest says of it.
+    `float_layers`: node names kept float (a recipe from `fsanet debug --max-drift`)."""
     import onnx
     from fsanet.export.split_depthwise import split_image_depthwise
 
     model = onnx.load(str(float_path))
     split = split_image_depthwise(model)  # per-stream activation scales for a fusion's first block
-    quantized = _nncf_quantize(model, calib, keep_float)
+    unknown = sorted(set(float_layers) - {n.name for n in model.graph.node})
+    if unknown:  # NNCF's unvalidated ignored scope would quantize them without a word
+        raise DataError(f"--int8-float-layers: {float_path.name} has no node named {', '.join(unknown)}; "
+                        "take the names from `fsanet debug` on an INT8 file of this model")  # fmt: skip
+    quantized = _nncf_quantize(model, calib, keep_float, float_layers)
     int8_values = compress_matmul_weights(quantized)
     signed = sign_activations(quantized)
     kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
@@ -164,6 +171,7 @@ def _int8_model(float_path: Path, calib, keep_float: tuple[str, ...]):
         "activations": "int8, symmetric (zero point 0): TensorRT takes the file as explicitly quantized",
         "activation_quantizers_signed": signed,
         "float_op_types": kept,
+        "float_layers": sorted(float_layers),
         "float_nodes": op_counts(quantized, kept),
         "quantize_nodes": op_counts(quantized, ("QuantizeLinear",)).get("QuantizeLinear", 0),
         "weight_only_int8_values": int8_values,
@@ -184,6 +192,7 @@ def quantize_onnx(
     verify: np.ndarray | None = None,
     verify_name: str = "",
     search: dict | None = None,
+    float_layers: tuple[str, ...] = (),
 ) -> dict:
     """Write an INT8 Q/DQ ONNX of `float_path` (an fsanet FP32 export) and its manifest.
 
@@ -194,7 +203,7 @@ def quantize_onnx(
     manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
     if verify is None:
         verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
-    model, quantization = _int8_model(float_path, calib, keep_float)
+    model, quantization = _int8_model(float_path, calib, keep_float, float_layers)
     return _write(model, manifest, quantization, search, calib, float_path, output, verify, verify_name)
 
 

@@ -46,6 +46,7 @@ class ExportJob:
     int8_max_drift: float | None = None
     int8_float_ops: tuple[str, ...] | None = None
     qat: bool = False
+    int8_float_layers: tuple[str, ...] = ()  # node names kept float (fsanet debug --max-drift's recipe)
     trt_options: dict = field(default_factory=dict)  # build_engine keywords (dla_core, gpu_fallback)
     float_onnx: Path = field(init=False)
     built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
@@ -121,18 +122,22 @@ def export_targets(
     dla_core: int | None = None,
     gpu_fallback: bool = True,
     int8_float: str | None = None,
+    progress=None,
+    int8_float_layers: tuple[str, ...] = (),
 ) -> list[dict]:
     """Build every target; returns one summary row per target (skipped ones say why).
     `dla_core`/`gpu_fallback`: TensorRT engines on that DLA core (fsanet.export.trt_dla);
-    `int8_float`: "fp16" builds tensorrt-int8 strongly typed with FP16 float parts."""
+    `int8_float`: "fp16" builds tensorrt-int8 strongly typed with FP16 float parts.
+    `progress(target)` is called as each target is done (a console stage's bar)."""
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint
 
     trt_options = _check_trt_options(targets, dla_core, gpu_fallback, int8_float)
     qat = is_qat_checkpoint(checkpoint_path)
     _check(targets, calib_path, skip_unavailable, qat)
-    if qat and (int8_max_drift is not None or int8_float_ops is not None):
-        raise DataError("--int8-max-drift/--int8-float-ops choose post-training quantization; a QAT checkpoint "
+    if qat and (int8_max_drift is not None or int8_float_ops is not None or int8_float_layers):
+        raise DataError("--int8-max-drift/--int8-float-ops/--int8-float-layers choose post-training quantization; "
+                        "a QAT checkpoint "
                         "already holds its quantizers (set at `fsanet train --qat`)")  # fmt: skip
     calib = None
     if calib_path:
@@ -142,7 +147,7 @@ def export_targets(
     verify, verify_name = _faces(verify_path) if verify_path else (None, "")
     job = ExportJob(
         Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat,
-        trt_options,
+        trt_options, int8_float_layers=tuple(int8_float_layers),
     )  # fmt: skip
     job.float_onnx = job.file("onnx")
     export_onnx(_float_checkpoint(job), job.float_onnx, verify, verify_name)
@@ -151,6 +156,8 @@ def export_targets(
         rows.append(_BUILDERS[target.split("-")[0]](job, target, skip_unavailable))
         if rows[-1]["file"]:
             job.built[target] = Path(rows[-1]["file"])
+        if progress is not None:
+            progress(target)
     float_size = job.float_onnx.stat().st_size
     for r in rows:
         r["size_ratio"] = r["size_mb"] * 1e6 / float_size if r["file"] else None
@@ -197,12 +204,16 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
         faces, name = job.judge(target)
         m = export_qat_onnx(job.checkpoint, job.float_onnx, out, faces, name)
     elif job.int8_max_drift is not None:
+        if job.int8_float_layers:
+            raise DataError("--int8-float-layers is a recipe already; give it without --int8-max-drift")
         if job.verify is None:
             raise DataError("--int8-max-drift needs --verify FACES (real faces not in the calibration set)")
         m = quantize_with_budget(job.float_onnx, job.calib, out, job.int8_max_drift, job.verify, job.verify_name)
     else:
         ops = FLOAT_OPS if job.int8_float_ops is None else job.int8_float_ops
-        m = quantize_onnx(job.float_onnx, job.calib, out, ops, job.verify, job.verify_name)
+        m = quantize_onnx(
+            job.float_onnx, job.calib, out, ops, job.verify, job.verify_name, float_layers=job.int8_float_layers
+        )
     v = m["verification"]
     return _row(target, out, v["faces"], _drift_text(v, "float ONNX"))
 

@@ -64,6 +64,7 @@ def _export(args) -> int:
         verify_path=args.verify,
         int8_max_drift=args.int8_max_drift,
         int8_float_ops=float_ops,
+        int8_float_layers=tuple(filter(None, (args.int8_float_layers or "").split(","))),
         skip_unavailable=args.skip_unavailable,
         dla_core=args.dla_core,
         gpu_fallback=not args.no_gpu_fallback,
@@ -172,7 +173,7 @@ def _debug(args) -> int:
             raise DataError(f"debug: {option} {path} is not an ONNX file; layer-wise drift reads ONNX Q/DQ graphs")
     crops = open_faces(args.faces).images()[: args.count]
     with tqdm(desc="debug", unit="layer", disable=None) as bar:
-        result = debug_onnx(args.model, args.reference, crops, args.alone_faces, bar)
+        result = debug_onnx(args.model, args.reference, crops, args.alone_faces, bar, args.max_drift)
     paths = write_reports(result, args.output)
     print("\n".join(summary_lines(result)))
     print(f"reports: {paths['markdown']}, {paths['json']}, {paths['plot']}")
@@ -486,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--int8-float-ops", help="op types to keep in float for INT8 (comma-separated; '' = plain PTQ)")
     s.add_argument(
+        "--int8-float-layers", help="ONNX INT8: node names to keep float (comma-separated; fsanet debug --max-drift)"
+    )
+    s.add_argument(
         "--dla-core",
         type=integer(0),
         metavar="N",
@@ -613,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", "--count", type=integer(1), default=200, help="faces to compare on (the first N)")
     s.add_argument(
         "--alone-faces", type=integer(1), help="faces for the layer-alone drift (default: all --count faces)"
+    )
+    s.add_argument(
+        "--max-drift",
+        type=positive_float,
+        help="also find the fewest layers to keep float (most harmful first) for this mean drift, in degrees",
     )
     s.add_argument("-o", "--output", required=True, help="report folder")
     s.set_defaults(run=_debug)

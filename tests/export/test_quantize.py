@@ -10,6 +10,7 @@ from fsanet.export.quantize import quantize_onnx, quantize_with_budget
 
 from fsanet import calib
 from fsanet.data import open_faces
+from fsanet.errors import DataError
 from fsanet.manifest import read_sidecar
 
 
@@ -147,7 +148,19 @@ def test_export_command_builds_every_onnx_target_with_a_summary(fusion_checkpoin
     assert "tflite-int4" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-def test_debug_finds_where_int8_loses_the_angles(int8_onnx, fusion_onnx, shared_data, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def debug_run(int8_onnx, fusion_onnx, shared_data, tmp_path_factory):
+    """`fsanet debug` of the INT8 file on 12 HELEN faces, with a recipe search for 0.12 degree."""
+    from fsanet.cli import main
+
+    out = tmp_path_factory.mktemp("debug") / "report"
+    faces_dir = shared_data / "real-faces" / "helen-trainset"
+    argv = ["debug", str(int8_onnx), "--reference", str(fusion_onnx), "--faces", str(faces_dir), "-n", "12"]
+    assert main([*argv, "--max-drift", "0.12", "-o", str(out)]) == 0
+    return json.loads((out / "debug.json").read_text()), out, open_faces(faces_dir).images()[:12], faces_dir
+
+
+def test_debug_finds_where_int8_loses_the_angles(debug_run, int8_onnx, fusion_onnx, tmp_path, capsys):
     """`fsanet debug`: the total drift is the runtimes' own; every quantized layer gets a drift
     of its own; and the layer-alone graphs are right: inserting every layer's quantizers into the
     float graph, one layer at a time, gives back the INT8 file's angles."""
@@ -157,27 +170,7 @@ def test_debug_finds_where_int8_loses_the_angles(int8_onnx, fusion_onnx, shared_
     from fsanet import runtimes
     from fsanet.cli import main
 
-    faces_dir = shared_data / "real-faces" / "helen-trainset"
-    faces = open_faces(faces_dir).images()[:12]
-    out = tmp_path / "debug"
-    assert (
-        main(
-            [
-                "debug",
-                str(int8_onnx),
-                "--reference",
-                str(fusion_onnx),
-                "--faces",
-                str(faces_dir),
-                "-n",
-                "12",
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    r = json.loads((out / "debug.json").read_text())
+    r, out, faces, faces_dir = debug_run
     with runtimes.open(int8_onnx) as q, runtimes.open(fusion_onnx) as f:
         direct = np.abs(q.predict(faces) - f.predict(faces))
     assert r["drift"]["mean"] == pytest.approx(direct.mean(), abs=1e-4) and r["faces"] == 12
@@ -189,8 +182,9 @@ def test_debug_finds_where_int8_loses_the_angles(int8_onnx, fusion_onnx, shared_
     assert r["top_contributors"][0]["mean"] == max(row["alone_drift"]["mean"] for row in alone_rows)
     assert r["layers"][0]["tensor"] == ref.graph.node[0].output[0] or r["layers"][0]["node"] == ref.graph.node[0].name
     assert 10 < r["layers"][0]["snr_db"] < 80 and r["first_jump"] in {row["node"] for row in r["layers"]}
-    assert "| # | node | op |" in (out / "debug.md").read_text() and (out / "debug.png").read_bytes()[:4] == b"\x89PNG"
-    assert "error jumps first at:" in capsys.readouterr().out
+    text = (out / "debug.md").read_text()
+    assert "| # | node | op |" in text and "error jumps first at:" in text
+    assert (out / "debug.png").read_bytes()[:4] == b"\x89PNG"
     every = ref
     for layer in layers:
         every = alone(int8, every, layer)
@@ -214,3 +208,37 @@ def test_debug_finds_where_int8_loses_the_angles(int8_onnx, fusion_onnx, shared_
         == 2
     )
     assert "no QuantizeLinear/DequantizeLinear nodes" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_recipe_of_float_layers_holds_the_drift_it_was_searched_for(
+    debug_run, int8_onnx, fusion_onnx, calib_afw, tmp_path
+):
+    """The search keeps the most harmful layers float one at a time until the drift holds; with
+    every quantized layer float the INT8 graph gives the float angles; and `export
+    --int8-float-layers` (NNCF with those nodes ignored) makes a file whose layers are float."""
+    import onnx
+    from fsanet.benchmarks.layer_drift import angles, load_pair, quantized_layers, with_float_layers
+
+    from fsanet import runtimes
+
+    r, _, faces, _ = debug_run
+    recipe, ranked = r["recipe"], [c["node"] for c in r["all_contributors"]]
+    steps = recipe["trajectory"]
+    assert steps[0]["float_layers"] == 0 and steps[0]["drift_mean"] == pytest.approx(r["drift"]["mean"], abs=1e-6)
+    assert [t["added"] for t in steps[1:]] == ranked[: len(steps) - 1]
+    assert recipe["float_layers"] == ranked[: len(steps) - 1]  # 12 faces at 0.16 degree: 0.12 is reachable
+    assert steps[-1]["drift_mean"] <= 0.12 < steps[-2]["drift_mean"]
+    int8, ref = load_pair(int8_onnx, fusion_onnx)
+    x = runtimes.open(int8_onnx).input_format.prepare(faces)
+    all_float = with_float_layers(int8, ref, {n.name for n in quantized_layers(int8)})
+    assert np.abs(angles(all_float.SerializeToString(), x) - angles(ref.SerializeToString(), x)).max() < 1e-3
+    kept = tuple(recipe["float_layers"][:2])
+    out = tmp_path / "recipe-int8.onnx"
+    m = quantize_onnx(fusion_onnx, calib_afw, out, float_layers=kept)
+    assert m["quantization"]["float_layers"] == sorted(kept)
+    made = onnx.load(str(out))
+    producers = {o: n.op_type for n in made.graph.node for o in n.output}
+    for node in (n for n in made.graph.node if n.name in kept):
+        assert all(producers.get(i) != "DequantizeLinear" for i in node.input), node.name
+    with pytest.raises(DataError, match="no node named no_such_conv"):
+        quantize_onnx(fusion_onnx, calib_afw, tmp_path / "bad.onnx", float_layers=("no_such_conv",))
