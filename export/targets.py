@@ -46,8 +46,8 @@ class ExportJob:
     int8_max_drift: float | None = None
     int8_float_ops: tuple[str, ...] | None = None
     qat: bool = False
-    int8_float_layers: tuple[str, ...] = ()  # node names kept float (fsanet debug --max-drift's recipe)
     trt_options: dict = field(default_factory=dict)  # build_engine keywords (dla_core, gpu_fallback)
+    int8_float_layers: tuple[str, ...] = ()  # node names kept float (fsanet debug --max-drift's recipe)
     float_onnx: Path = field(init=False)
     built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
     _tflite: Path | None = field(default=None, init=False)

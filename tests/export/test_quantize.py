@@ -242,3 +242,13 @@ def test_a_recipe_of_float_layers_holds_the_drift_it_was_searched_for(
         assert all(producers.get(i) != "DequantizeLinear" for i in node.input), node.name
     with pytest.raises(DataError, match="no node named no_such_conv"):
         quantize_onnx(fusion_onnx, calib_afw, tmp_path / "bad.onnx", float_layers=("no_such_conv",))
+
+
+def test_export_takes_a_recipe_and_refuses_a_node_the_model_lacks(fusion_checkpoint, calib_afw, tmp_path, capsys):
+    from fsanet.cli import main
+
+    calib_afw.save(tmp_path / "calib.npz")
+    argv = ["export", str(fusion_checkpoint), "--calib", str(tmp_path / "calib.npz"), "--to", "onnx-int8"]
+    assert main([*argv, "--int8-float-layers", "node_Conv_1185,no_such_conv", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--int8-float-layers: fusion.onnx has no node named no_such_conv" in err and len(err.splitlines()) == 1
