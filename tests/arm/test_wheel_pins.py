@@ -65,6 +65,7 @@ def test_a_conflict_is_explained_and_not_retried(tmp_path):
     assert "twice" not in message
     logs = re.findall(r"/\S+fsanet-arm-\S+\.log", message)
     assert len(logs) == 1 and "The conflict is caused by:" in Path(logs[0]).read_text()
+    Path(logs[0]).unlink()
 
 
 def test_an_index_that_does_not_answer_gets_one_more_try_with_both_logs_kept(tmp_path):
@@ -79,3 +80,5 @@ def test_an_index_that_does_not_answer_gets_one_more_try_with_both_logs_kept(tmp
     assert "failed twice (the first a network failure)" in message
     logs = re.findall(r"/\S+fsanet-arm-\S+\.log", message)
     assert len(logs) == 2 and all("Retrying (Retry(" in Path(log).read_text() for log in logs)
+    for log in logs:
+        Path(log).unlink()
