@@ -117,7 +117,7 @@ def _usable(crop: np.ndarray) -> str | None:
     return "blank or nearly uniform crop" if crop.std() < MIN_STD else None
 
 
-def _from_faceset(faces, count: int, seed: int, bins: int):
+def _from_faceset(faces, count: int, seed: int, bins: int, progress=None):
     rng = np.random.default_rng(seed)
     if faces.poses is not None:
         order = _stratified(faces.poses, len(faces), bins, rng)  # whole set, in stratified order
@@ -141,10 +141,12 @@ def _from_faceset(faces, count: int, seed: int, bins: int):
         crops.append(crop)
         if faces.poses is not None:
             poses.append(faces.poses[i])
+        if progress is not None:
+            progress(1)
     return crops, (np.array(poses, np.float32) if poses else None), dropped, how
 
 
-def _from_photos(root: Path, count: int, seed: int, detector: str | None):
+def _from_photos(root: Path, count: int, seed: int, detector: str | None, progress=None):
     from fsanet.data.base import read_image
     from fsanet.detectors import open_detector
     from fsanet.predict import image_files
@@ -172,11 +174,16 @@ def _from_photos(root: Path, count: int, seed: int, detector: str | None):
             dropped[reason] += 1
             continue
         crops.append(crop)
+        if progress is not None:
+            progress(1)
     return crops, None, dropped, "OpenCV face detector, largest face, uniform random"
 
 
-def build(source: str | Path, count: int, seed: int = 0, bins: int = 6, detector: str | None = None) -> CalibrationSet:
-    """Draw `count` usable faces from `source`; fewer is an error that says why."""
+def build(
+    source: str | Path, count: int, seed: int = 0, bins: int = 6, detector: str | None = None, progress=None
+) -> CalibrationSet:
+    """Draw `count` usable faces from `source`; fewer is an error that says why. `progress(1)`
+    is called for each face taken (a stage's bar)."""
     from fsanet.data import open_faces
 
     if count < 1 or bins < 1:
@@ -189,11 +196,11 @@ def build(source: str | Path, count: int, seed: int = 0, bins: int = 6, detector
             raise
         faces = None  # a folder of plain photos: find the faces with a detector
     if faces is not None:
-        crops, poses, dropped, how = _from_faceset(faces, count, seed, bins)
+        crops, poses, dropped, how = _from_faceset(faces, count, seed, bins, progress)
         crop = "official (landmarks)" if faces.raw is not None or faces.poses is None else "source's own"
         available = len(faces)
     else:
-        crops, poses, dropped, how = _from_photos(src, count, seed, detector)
+        crops, poses, dropped, how = _from_photos(src, count, seed, detector, progress)
         crop, available = "detector box + 0.6 margin", None
     if len(crops) < count:
         why = ", ".join(f"{n} {r}" for r, n in dropped.items()) or f"none, the source holds only {len(crops)}"

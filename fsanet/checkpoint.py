@@ -34,7 +34,14 @@ def save(model: torch.nn.Module, path: str | Path, sources: list[dict] | None = 
         "sources": sources or [],
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: _save(payload, tmp))
+
+
+def _save(payload: dict, tmp: str) -> None:
+    # through a file object: torch names the archive's folder after a path it is given (here a
+    # random temporary name), so the same model would give different bytes on every save
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def read_torch_file(path: str | Path):

@@ -20,6 +20,7 @@ from pathlib import Path
 from fsanet import __version__
 from fsanet.argtypes import float_pair, integer, integer_list, milestones, positive_float
 from fsanet.errors import DataError, FsanetError, Terminated
+from fsanet.packaged import DEFAULT_HELP
 from fsanet.paths import check_inputs_exist, check_output_dir, check_output_file
 
 
@@ -40,12 +41,22 @@ def _import_keras(args) -> int:
 
 
 def _eval(args) -> int:
-    check_output_file(args.json, [args.model, args.data], "--json")
-    check_inputs_exist([args.model])
+    from fsanet.packaged import chosen_model
+
+    model = chosen_model(args.model_arg, args.model)
+    check_output_file(args.json, [model, args.data], "--json")
+    check_inputs_exist([model])
     from fsanet.evaluate import evaluate, format_result
 
-    print(format_result(evaluate(args.model, args.data, args.json)))
+    print(format_result(evaluate(model, args.data, args.json)))
     return 0
+
+
+def _console(args, logs):
+    """One line per stage on the console; the libraries' output in `logs` (live too with -v)."""
+    from fsanet.console import Console
+
+    return Console(logs, verbose=getattr(args, "verbose", False))
 
 
 def _export(args) -> int:
@@ -56,20 +67,23 @@ def _export(args) -> int:
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
     float_ops = None if args.int8_float_ops is None else tuple(filter(None, args.int8_float_ops.split(",")))
-    rows = export_targets(
-        args.model,
-        targets,
-        args.output,
-        calib_path=args.calib,
-        verify_path=args.verify,
-        int8_max_drift=args.int8_max_drift,
-        int8_float_ops=float_ops,
-        int8_float_layers=tuple(filter(None, (args.int8_float_layers or "").split(","))),
-        skip_unavailable=args.skip_unavailable,
-        dla_core=args.dla_core,
-        gpu_fallback=not args.no_gpu_fallback,
-        int8_float=args.int8_float_parts,
-    )
+    with _console(args, Path(args.output, "logs")).stage("export", total=len(targets), unit="targets") as stage:
+        rows = export_targets(
+            args.model,
+            targets,
+            args.output,
+            calib_path=args.calib,
+            verify_path=args.verify,
+            int8_max_drift=args.int8_max_drift,
+            int8_float_ops=float_ops,
+            int8_float_layers=tuple(filter(None, (args.int8_float_layers or "").split(","))),
+            skip_unavailable=args.skip_unavailable,
+            dla_core=args.dla_core,
+            gpu_fallback=not args.no_gpu_fallback,
+            int8_float=args.int8_float_parts,
+            progress=lambda target: stage.update(),
+        )
+        stage.done(f"{sum(1 for r in rows if r['file'])} of {len(rows)} targets built")
     print("| target | file | size MB | vs float size | verified on | max / mean difference, degrees |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -81,12 +95,17 @@ def _export(args) -> int:
 def _predict(args) -> int:
     import json
 
-    check_inputs_exist([args.model])
+    from fsanet.packaged import chosen_model, is_model_file
+
+    images = list(args.images)
+    given = images.pop(0) if args.model is None and len(images) > 1 and is_model_file(images[0]) else None
+    model = chosen_model(given, args.model)
+    check_inputs_exist([model])
     from fsanet import runtimes
     from fsanet.predict import predict_paths
 
-    with runtimes.open(args.model, threads=args.threads) as rt:
-        rows = predict_paths(rt, args.images, args.detector)
+    with runtimes.open(model, threads=args.threads) as rt:
+        rows = predict_paths(rt, images, args.detector)
     for row in rows:
         if args.json:
             print(json.dumps(row, allow_nan=False))
@@ -99,6 +118,9 @@ def _predict(args) -> int:
 
 
 def _demo(args) -> int:
+    from fsanet.packaged import chosen_model
+
+    args.model = chosen_model(None, args.model)
     inputs = [args.model, *(s for s in args.sources if s != "0")]
     if args.output and Path(args.output).suffix:
         check_output_file(args.output, inputs)
@@ -229,9 +251,12 @@ def _bench(args) -> int:
         processes=args.processes,
         p50_within=args.p50_within,
     )
-    result = run_bench(args.models, data, faces, args.reference, cfg)
-    violations = check(budget, result["artifacts"], args.budget) if budget else None
-    paths = write_reports(result, violations, args.output)
+    with _console(args, Path(args.output, "logs")).stage("bench") as stage:
+        result = run_bench(args.models, data, faces, args.reference, cfg)
+        violations = check(budget, result["artifacts"], args.budget) if budget else None
+        paths = write_reports(result, violations, args.output)
+        batches = ", ".join(map(str, cfg.batches))
+        stage.done(f"{len(result['artifacts'])} files, {cfg.runs} runs each at batch {batches}")
     print(markdown_table(result))
     print("\n".join(instruction_lines(result) + cache_lines(result)))
     print(ratio_matrix(result, str(cfg.batches[0])))
@@ -245,8 +270,11 @@ def _calib(args) -> int:
     check_output_file(args.output, [args.source, args.detector])
     from fsanet import calib
 
-    cs = calib.build(args.source, args.count, args.seed, args.bins, args.detector)
-    cs.save(args.output)
+    logs = Path(args.output).resolve().parent / "logs"
+    with _console(args, logs).stage("calibration", total=args.count, unit="faces") as stage:
+        cs = calib.build(args.source, args.count, args.seed, args.bins, args.detector, progress=stage.update)
+        cs.save(args.output)
+        stage.done(f"{len(cs)} faces -> {args.output}")
     m = cs.manifest
     dropped = "".join(f", {n} dropped ({why})" for why, n in m["dropped"].items())
     print(f"wrote {args.output}: {m['count']} faces from {m['source']} ({m['sampling']}, seed {m['seed']}{dropped})")
@@ -318,9 +346,12 @@ def _synth(args) -> int:
 
 
 def _pipeline(args) -> int:
-    check_output_dir(args.output, [*(args.weights or ()), args.calib, args.data, args.faces])
-    check_inputs_exist(args.weights or (), "weights file")
-    from fsanet.pipeline import PipelineConfig, run_pipeline
+    from fsanet.packaged import PACKAGED
+
+    files = [w for w in args.weights or () if not (len(args.weights) == 1 and w in PACKAGED)]
+    check_output_dir(args.output, [*files, args.calib, args.data, args.faces, args.real_data, args.real_faces])
+    check_inputs_exist(files, "weights file")
+    from fsanet.pipeline import PipelineConfig, judged_on, run_pipeline, stage_times
 
     cfg = PipelineConfig(
         output=args.output,
@@ -329,18 +360,24 @@ def _pipeline(args) -> int:
         calib_count=args.calib_count,
         data=args.data,
         faces=args.faces,
+        real_data=args.real_data,
+        real_faces=args.real_faces,
         budget=args.budget,
         runs=args.runs,
         threads=args.threads,
         tensorrt=not args.no_tensorrt,
+        verbose=getattr(args, "verbose", False),
     )
     summary = run_pipeline(cfg)
+    print(f"model: {summary['model']['from']}")
+    print(f"calibrated on {cfg.calib}; {judged_on(summary)}")
     print(summary["table"])
     print(f"verdict ({cfg.budget} budget): {summary['verdict']}")
     for v in summary["violations"]:
         print(f"  - {v}")
     print("\n".join(summary["recommendation"]))
-    print(f"report: {args.output}/summary.md")
+    print(stage_times(summary))
+    print(f"report: {args.output}/summary.md; library output: {args.output}/logs/")
     return 0 if summary["verdict"] == "PASS" else 1
 
 
@@ -452,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fsanet", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"fsanet-edge {__version__}")
     p.add_argument("--debug", action="store_true", help="print the full traceback of an error")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the libraries' output live (else: OUT/logs/)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("import-keras", help="the authors' .h5 weights -> checkpoint (several files: fusion)")
@@ -519,14 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_calib)
 
     s = sub.add_parser("eval", help="MAE of a model on a labelled set")
-    s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")
+    s.add_argument("model_arg", nargs="?", metavar="MODEL", help=f"any artifact (.pt, .onnx); foreign files as "
+                   f"FILE@nhwc,bgr,raw; default: {DEFAULT_HELP}")  # fmt: skip
+    s.add_argument("-m", "--model", help="the model, as an option")
     s.add_argument("--data", required=True, help="AFLW2000/300W-LP folder, BIWI folder or .npz")
     s.add_argument("--json", help="also write the result as JSON here")
     s.set_defaults(run=_eval)
 
     s = sub.add_parser("predict", help="angles of the faces in images")
-    s.add_argument("model", help="any artifact (.pt, .onnx); foreign files as FILE@nhwc,bgr,raw")
-    s.add_argument("images", nargs="+", help="images or folders (faces from .pts landmarks, 64x64 crops or a detector)")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="images or folders (faces from .pts landmarks, 64x64 "
+                   "crops or a detector); a model file first (.pt, .onnx, .tflite, .engine) is the model")  # fmt: skip
+    s.add_argument("-m", "--model", help=f"any artifact; foreign files as FILE@nhwc,bgr,raw; default: {DEFAULT_HELP}")
     s.add_argument("--threads", type=integer(1, 1024))
     s.add_argument("--json", action="store_true", help="one JSON object per face")
     s.add_argument("--detector", default="haar", help="for photos without .pts: haar, haar:XML, lbp:XML or yunet:ONNX")
@@ -534,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="detect faces, draw their axes and angles on images, a video or a camera")
     s.add_argument("sources", nargs="+", metavar="IMAGE|DIR|VIDEO|CAMERA", help="images/folders, a video, or 0")
-    s.add_argument("-m", "--model", help="any artifact (.pt, .onnx, .tflite); foreign files as FILE@nhwc,bgr,raw")
+    s.add_argument("-m", "--model", help="any artifact (.pt, .onnx, .tflite); foreign files as FILE@nhwc,bgr,raw; "
+                   f"default: {DEFAULT_HELP}")  # fmt: skip
     s.add_argument("-o", "--output", help="out.jpg|out.png, out_dir/ (one file per image) or out.mp4|out.avi")
     s.add_argument("--detector", default="haar", help="haar (OpenCV's), haar:XML, lbp:XML (the authors') or yunet:ONNX")
     s.add_argument("--show", action="store_true", help="also show the result in a window (needs a GUI OpenCV)")
@@ -685,8 +727,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_synth)
 
     s = sub.add_parser("pipeline", help="the main job: model -> calibration -> every target -> bench -> verdict")
-    s.add_argument("--weights", nargs="+", help="the authors' .h5 files (several: a fusion) or one checkpoint (.pt); "
-                   "default: the project's fusion trained on synthetic heads")  # fmt: skip
+    s.add_argument(
+        "--weights",
+        nargs="+",
+        help="synthetic (the packaged fusion trained on synthetic heads), the authors' .h5 files (several: a "
+        f"fusion) or one checkpoint (.pt); default: {DEFAULT_HELP}",
+    )
     s.add_argument("--calib", default=P["calib"], help="calibration faces: labelled set, photo folder, "
                    "synthetic:N[:seed], or a calib .npz")  # fmt: skip
     s.add_argument(
@@ -694,6 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--data", default=P["data"], help="labelled faces for MAE")
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
+    s.add_argument("--real-data", help="also: labelled real faces for every file's MAE (no timing)")
+    s.add_argument("--real-faces", help="also: unlabelled real faces for every file's drift (no timing)")
     s.add_argument("--budget", default=P["budget"], help="TOML budget (default: the shipped one)")
     s.add_argument("--runs", type=integer(1), default=P["runs"], help="timed runs per artifact and batch size")
     s.add_argument("--threads", type=integer(1, 1024), default=P["threads"])
@@ -743,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_variants)
     for command in [*sub.choices.values(), *calib_sub.choices.values()]:  # `fsanet CMD ... --debug` too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 

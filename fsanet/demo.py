@@ -30,10 +30,6 @@ from fsanet.preprocess import INPUT_SIZE
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 WINDOW = "fsanet demo"
-NO_MODEL = (
-    "no model given: pass --model FILE (.pt, .onnx or .tflite); make the authors' fusion with "
-    "`fsanet import-keras 1x1.h5 var.h5 wo.h5 -o fusion.pt` and `fsanet export fusion.pt --to onnx -o out/`"
-)
 
 
 @dataclass
@@ -330,8 +326,10 @@ def run_demo(
     from fsanet.detectors import open_detector
     from fsanet.runtimes.estimator import PoseEstimator
 
-    if not model:
-        raise DataError(NO_MODEL)
+    if not model:  # the authors' 300W-LP fusion shipped in the package
+        from fsanet.packaged import default_model
+
+        model = str(default_model())
     if output is None and not show:
         raise DataError("nothing to do: write the result with -o FILE|DIR/ or show it with --show")
     if (max_frames is not None and max_frames < 1) or (columns is not None and columns < 1):

@@ -2,21 +2,28 @@
 machine can build -> one benchmark of all of them against the float ONNX -> the default budget
 -> one report folder and a verdict (exit 0 when every limit holds, 1 when one does not).
 
-Defaults need no download: the project's own fusion trained on synthetic heads
-(`fsanet/models/`, rebuilt by `make default-model`), calibrated on synthetic heads, judged on
-other synthetic heads (seeds never used in training). Real data comes in with `--weights`,
-`--calib`, `--data` and `--faces`.
+Defaults need no download: the FSA-Net authors' 300W-LP fusion shipped in the package
+(`fsanet/models/`, Apache-2.0, rebuilt by `make packaged-model`), calibrated on synthetic
+heads, judged on other synthetic heads. `--weights synthetic` takes the project's own fusion
+trained on synthetic heads instead; `--weights FILE.h5 ...` or `model.pt` any other model.
+`--real-data`/`--real-faces` judge every file on real faces as well (MAE, drift).
+
+Each stage prints one line (`fsanet.console`); what the libraries print goes to
+`<output>/logs/<stage>.log`.
 """
 
 from __future__ import annotations
 
-import time
+import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fsanet.console import Console, seconds_text
 from fsanet.errors import DataError
+from fsanet.packaged import DEFAULT, PACKAGED, packaged
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "fsanet-fusion-synthetic.pt"
+DEFAULT_MODEL = PACKAGED[DEFAULT].path
+ACCURACY_LIMITS = ("max_mae", "max_mae_increase", "max_drift", "max_drift_max")  # what real faces can judge
 
 
 def pipeline_targets() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -30,59 +37,80 @@ def pipeline_targets() -> tuple[tuple[str, ...], tuple[str, ...]]:
 @dataclass
 class PipelineConfig:
     output: str = "out/pipeline"
-    weights: tuple[str, ...] = ()  # the authors' .h5 files (several: a fusion) or one checkpoint
+    # a packaged model's name (300wlp, synthetic), the authors' .h5 files (several: a fusion) or one checkpoint
+    weights: tuple[str, ...] = ()
     calib: str = "synthetic:300:2"  # calibration faces: a set, a photo folder, or a calib .npz
     calib_count: int = 300
     data: str = "synthetic:500:7"  # labelled faces for MAE
     faces: str | None = None  # unlabelled faces for drift and timing (default: the labelled set)
+    real_data: str | None = None  # also: labelled real faces for MAE (no timing)
+    real_faces: str | None = None  # also: unlabelled real faces for drift (no timing)
     budget: str = "default"
     runs: int = 200
     threads: int = 1
     tensorrt: bool = True
+    verbose: bool = False  # the libraries' output live as well as in logs/
+
+
+def packaged_name(cfg: PipelineConfig) -> str | None:
+    """The packaged model the run uses (None: files given)."""
+    if not cfg.weights:
+        return DEFAULT
+    return cfg.weights[0] if len(cfg.weights) == 1 and cfg.weights[0] in PACKAGED else None
 
 
 def _model_stem(cfg: PipelineConfig) -> str:
     """The name every artifact of the run starts with (`_checkpoint` writes or takes that file)."""
+    name = packaged_name(cfg)
+    if name:
+        return PACKAGED[name].path.stem
     files = [Path(w) for w in cfg.weights]
-    if not files:
-        return DEFAULT_MODEL.stem
     return "fsanet-fusion" if len(files) > 1 else files[0].stem
 
 
 def _checkpoint(cfg: PipelineConfig, out: Path) -> tuple[Path, str]:
-    if not cfg.weights:
-        if not DEFAULT_MODEL.is_file():
-            raise DataError(f"{DEFAULT_MODEL}: the default model is missing; rebuild it with `make default-model`")
-        return DEFAULT_MODEL, "the project's fusion trained on synthetic heads"
+    name = packaged_name(cfg)
+    if name:
+        model = packaged(name)
+        return model.path, model.describe()
     files = [Path(w) for w in cfg.weights]
     if all(f.suffix == ".h5" for f in files):
         from fsanet.importer import import_keras
 
         target = out / f"{_model_stem(cfg)}.pt"
         import_keras(files, target)
-        return target, ", ".join(f.name for f in files)
+        return target, "imported from " + ", ".join(f.name for f in files)
     if len(files) == 1 and files[0].suffix == ".pt":
         return files[0], files[0].name
-    raise DataError(f"--weights {' '.join(cfg.weights)}: give the authors' .h5 files or one fsanet checkpoint (.pt)")
+    raise DataError(
+        f"--weights {' '.join(cfg.weights)}: give a packaged model ({', '.join(PACKAGED)}), the authors' .h5 "
+        "files or one fsanet checkpoint (.pt)"
+    )
 
 
-def _calibration(cfg: PipelineConfig, out: Path) -> Path:
+def _calibration(cfg: PipelineConfig, out: Path, stage) -> Path:
     from fsanet import calib
 
     if cfg.calib.endswith(".npz") and Path(cfg.calib).is_file():
         try:
-            calib.load(cfg.calib)  # a calibration set already (else: an official .npz dataset)
+            cs = calib.load(cfg.calib)  # a calibration set already (else: an official .npz dataset)
+            stage.done(f"{len(cs)} faces from {cfg.calib} (built before)")
             return Path(cfg.calib)
         except DataError:
             pass
-    cs = calib.build(cfg.calib, cfg.calib_count, seed=0)
+    cs = calib.build(cfg.calib, cfg.calib_count, seed=0, progress=stage.update)
+    stage.done(f"{len(cs)} faces from {cfg.calib}")
     return cs.save(out / "calib.npz")
+
+
+def _export_line(rows: list[dict]) -> str:
+    built = sum(1 for r in rows if r["file"])
+    why = sorted({r["diff"].removeprefix("skipped: ") for r in rows if not r["file"]})
+    return f"{built} files" + (f", {len(rows) - built} skipped ({'; '.join(why)})" if why else "")
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run every stage; returns the summary (also written as summary.json / summary.md)."""
-    import importlib.util
-
     from fsanet.benchmarks.bench import BenchConfig, run_bench
     from fsanet.benchmarks.budget import check, check_names, load_budget
     from fsanet.benchmarks.report import recommendation, write_reports
@@ -96,63 +124,151 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = open_faces(cfg.data)
     faces_spec = cfg.faces or cfg.data
-    started = time.perf_counter()
-    stages = {}
-    checkpoint, model_name = _checkpoint(cfg, out)
-    stages["model"] = time.perf_counter() - started
-    calib_path = _calibration(cfg, out)
-    stages["calibration"] = time.perf_counter() - started - sum(stages.values())
+    real_sets = _open_real(cfg)  # a bad path fails before the work
+    console = Console(out / "logs", cfg.verbose)
+    with console.stage("model") as stage:
+        checkpoint, model_name = _checkpoint(cfg, out)
+        stage.done(Path(checkpoint).name)
+    with console.stage("calibration", total=cfg.calib_count, unit="faces") as stage:
+        calib_path = _calibration(cfg, out, stage)
     trt = cfg.tensorrt and importlib.util.find_spec("tensorrt") is not None
-    rows = export_targets(checkpoint, targets, out / "artifacts", calib_path, faces_spec, skip_unavailable=not trt)
-    stages["export"] = time.perf_counter() - started - sum(stages.values())
+    with console.stage("export", total=len(targets), unit="targets") as stage:
+        rows = export_targets(
+            checkpoint, targets, out / "artifacts", calib_path, faces_spec, skip_unavailable=not trt,
+            progress=lambda target: stage.update(),
+        )  # fmt: skip
+        stage.done(_export_line(rows))
     built = [r["file"] for r in rows if r["file"]]
     float_onnx = next(r["file"] for r in rows if r["target"] == "onnx")
-    faces = open_faces(faces_spec) if cfg.faces else data
-    bench_cfg = BenchConfig(runs=cfg.runs, warmup=max(10, cfg.runs // 10), threads=cfg.threads, peak_gflops="measure")
-    result = run_bench(built, data, faces, float_onnx, bench_cfg)
-    violations = check(budget, result["artifacts"], cfg.budget)
-    paths = write_reports(result, violations, out / "report")
-    stages["bench"] = time.perf_counter() - started - sum(stages.values())
+    real = None
+    if real_sets:
+        with console.stage("real faces", total=len(built), unit="files") as stage:
+            real = _judge_real(built, float_onnx, real_sets, budget, cfg.budget, stage)
+    with console.stage("bench") as stage:
+        faces = open_faces(faces_spec) if cfg.faces else data
+        bench_cfg = BenchConfig(runs=cfg.runs, warmup=max(10, cfg.runs // 10), threads=cfg.threads,
+                                peak_gflops="measure")  # fmt: skip
+        result = run_bench(built, data, faces, float_onnx, bench_cfg)
+        violations = check(budget, result["artifacts"], cfg.budget)
+        paths = write_reports(result, violations, out / "report")
+        batches = ", ".join(map(str, bench_cfg.batches))
+        stage.done(f"{len(result['artifacts'])} files, {bench_cfg.runs} runs each at batch {batches}")
+    all_violations = [str(v) for v in violations] + (real["violations"] if real else [])
     summary = {
         "config": asdict(cfg),
         "model": {"checkpoint": str(checkpoint), "from": model_name},
         "calibration": str(calib_path),
         "exports": rows,
-        "verdict": "PASS" if not violations else "FAIL",
-        "violations": [str(v) for v in violations],
-        "failed_artifacts": sorted({v.artifact for v in violations}),
+        "verdict": "PASS" if not all_violations else "FAIL",
+        "violations": all_violations,
+        "failed_artifacts": sorted({v.artifact for v in violations} | set(real["failed"] if real else ())),
         "machine": result["machine"],
         "recommendation": recommendation(result, violations),
-        "seconds": stages,
+        "real_faces": real,
+        "seconds": dict(console.seconds),
         "reports": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in paths.items()},
     }
     _write_summary(out, summary, result)
     return summary
 
 
+def _open_real(cfg: PipelineConfig) -> dict:
+    """The real-face sets asked for: labelled ('data', for MAE) and unlabelled ('faces', drift)."""
+    from fsanet.data import open_faces
+
+    sets = {}
+    if cfg.real_data:
+        sets["data"] = open_faces(cfg.real_data)
+        if sets["data"].poses is None:
+            raise DataError(f"--real-data {cfg.real_data}: has no pose labels; give a labelled set (AFLW2000, .npz)")
+    if cfg.real_faces:
+        sets["faces"] = open_faces(cfg.real_faces)
+    return sets
+
+
+def _judge_real(built: list[str], float_onnx: str, sets: dict, budget: dict, source: str, stage) -> dict:
+    """MAE on the labelled real faces and drift against the float ONNX on the unlabelled ones,
+    for every built file, judged by the budget's accuracy limits (no timing)."""
+    from fsanet import runtimes
+    from fsanet.benchmarks.accuracy import drift, mae
+    from fsanet.benchmarks.budget import check
+    from fsanet.runtimes.estimator import PoseEstimator, non_finite_faces
+
+    crops = {k: s.images() for k, s in sets.items()}
+    angles: dict[str, dict] = {}
+    for path in built:
+        with PoseEstimator(runtimes.open(path, threads=1), check_finite=False) as est:
+            angles[Path(path).name] = {k: est.predict(c) for k, c in crops.items()}
+        stage.update()
+    ref = Path(float_onnx).name
+    results = {}
+    for name, a in angles.items():
+        r = {"is_reference": name == ref, "non_finite": {"faces": sum(map(non_finite_faces, a.values())),
+                                                         "of": sum(map(len, a.values()))}}  # fmt: skip
+        if "data" in a:
+            r["mae"] = mae(a["data"], sets["data"].poses)
+            r["mae_increase"] = r["mae"]["mean"] - mae(angles[ref]["data"], sets["data"].poses)["mean"]
+        if "faces" in a:
+            r["drift"] = drift(a["faces"], angles[ref]["faces"])
+        results[name] = r
+    limits = {section: {k: v for k, v in keys.items() if k in ACCURACY_LIMITS} for section, keys in budget.items()}
+    violations = check(limits, results, source)
+    what = {"data": "MAE on {} labelled faces", "faces": "drift on {} faces"}
+    stage.done(", ".join(what[k].format(len(s)) for k, s in sets.items()) + f", {len(built)} files")
+    return {
+        "data": getattr(sets.get("data"), "source", None),
+        "faces": getattr(sets.get("faces"), "source", None),
+        "artifacts": results,
+        "violations": [f"real faces: {v}" for v in violations],
+        "failed": sorted({v.artifact for v in violations}),
+    }
+
+
 def verdict_table(summary: dict, result: dict) -> str:
-    """One row per target: file size, p50/p99 at batch 1, MAE, drift, and its budget verdict."""
+    """One row per target: file size, p50/p99 at batch 1, MAE, drift, and its budget verdict;
+    with real faces, their MAE and drift too."""
     bad = set(summary["failed_artifacts"])
-    lines = [
-        "| target | size MB | p50 ms | p99 ms | MAE mean | drift mean / max | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    real = (summary.get("real_faces") or {}).get("artifacts")
+    head = "| target | size MB | p50 ms | p99 ms | MAE mean | drift mean / max |"
+    head += " real MAE | real drift mean / max |" if real else ""
+    lines = [head + " verdict |", "|---" * (head.count("|")) + "|"]
     by_file = {Path(a["path"]).name: (name, a) for name, a in result["artifacts"].items()}
     for row in summary["exports"]:
         if not row["file"]:
-            lines.append(f"| {row['target']} | - | - | - | - | - | {row['diff']} |")
+            lines.append(f"| {row['target']} |" + " - |" * (head.count("|") - 2) + f" {row['diff']} |")
             continue
         name, a = by_file[Path(row["file"]).name]
         c = a["latency"]["compute"]["1"]
-        mae = a.get("mae") or {}
-        d = a.get("drift") or {}
-        drift = "reference" if a["is_reference"] else f"{d.get('mean', float('nan')):.3f} / {d.get('max', 0):.2f}"
-        verdict = "FAIL" if name in bad else "pass"
-        lines.append(
-            f"| {row['target']} | {a['size_mb']:.2f} | {c['p50_ms']:.3f} | {c['p99_ms']:.3f} "
-            f"| {mae.get('mean', float('nan')):.2f} | {drift} | {verdict} |"
-        )
+        cells = [row["target"], f"{a['size_mb']:.2f}", f"{c['p50_ms']:.3f}", f"{c['p99_ms']:.3f}"]
+        cells += _accuracy_cells(a)
+        if real:
+            cells += _accuracy_cells(real[name])
+        cells.append("FAIL" if name in bad else "pass")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _accuracy_cells(a: dict) -> list[str]:
+    mae = a.get("mae") or {}
+    d = a.get("drift") or {}
+    drift = "reference" if a["is_reference"] else f"{d.get('mean', float('nan')):.3f} / {d.get('max', 0):.2f}"
+    return [f"{mae.get('mean', float('nan')):.2f}", drift]
+
+
+def judged_on(summary: dict) -> str:
+    """Which faces the MAE and drift columns come from."""
+    cfg = summary["config"]
+    text = f"MAE on {cfg['data']}, drift against the float ONNX on {cfg['faces'] or cfg['data']}"
+    real = summary.get("real_faces")
+    if real:
+        text += f"; real faces: MAE on {real['data'] or '-'}, drift on {real['faces'] or '-'}"
+    return text
+
+
+def stage_times(summary: dict) -> str:
+    seconds = summary["seconds"]
+    parts = ", ".join(f"{k} {seconds_text(v)}" for k, v in seconds.items())
+    return f"stage times: {parts}; total {seconds_text(sum(seconds.values()))}"
 
 
 def _write_summary(out: Path, summary: dict, result: dict) -> None:
@@ -166,8 +282,8 @@ def _write_summary(out: Path, summary: dict, result: dict) -> None:
         "# fsanet pipeline",
         "",
         f"Model: {summary['model']['from']} ({summary['model']['checkpoint']}). Calibration: {cfg['calib']} "
-        f"({summary['calibration']}). MAE on {cfg['data']}; drift against the float ONNX on "
-        f"{cfg['faces'] or cfg['data']}. ONNX Runtime / LiteRT on the CPU, {cfg['threads']} thread(s), batch 1.",
+        f"({summary['calibration']}). Judged: {judged_on(summary)}. "
+        f"ONNX Runtime / LiteRT on the CPU, {cfg['threads']} thread(s), batch 1.",
         f"Machine: {describe_machine(summary['machine'])}.",
         "",
         table,
@@ -178,7 +294,7 @@ def _write_summary(out: Path, summary: dict, result: dict) -> None:
         *summary["recommendation"],
         "",
         "Full benchmark (batch 32, end-to-end, memory, ratios): [report/report.md](report/report.md). "
-        f"Stage times (s): {', '.join(f'{k} {v:.0f}' for k, v in summary['seconds'].items())}.",
+        f"{stage_times(summary).capitalize()}. Library output of each stage: logs/.",
         "",
         "![latency](report/latency.png) ![errors](report/errors.png)",
         "",
