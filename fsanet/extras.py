@@ -10,7 +10,14 @@ DIST = "fsanet-edge"
 # import names whose distribution is named otherwise (the rest: '_' -> '-')
 DISTRIBUTIONS = {"cv2": "opencv-python-headless", "cuda": "cuda-python"}
 # the extra a command's own install note names, when it holds the library
-COMMAND_EXTRA = {"bench": "bench", "profile": "bench", "debug": "bench", "export": "export", "train": "train", "import-keras": "torch"}
+COMMAND_EXTRA = {
+    "bench": "bench",
+    "profile": "bench",
+    "debug": "bench",
+    "export": "export",
+    "train": "train",
+    "import-keras": "torch",
+}
 UMBRELLAS = {"dev", "all"}
 
 
