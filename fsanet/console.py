@@ -19,6 +19,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,18 @@ class Stage:
     def __init__(self, bar):
         self.bar = bar
         self.detail = ""
+        self._stop = threading.Event()
+        if bar is not None and not bar.disable:  # the elapsed time moves on between updates too
+            threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.bar is not None:
+            self.bar.close()
 
     def update(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -87,13 +100,13 @@ class Console:
             seconds = self.seconds[name] = time.perf_counter() - started
             how = "interrupted" if isinstance(e, KeyboardInterrupt) else "FAILED"
             where = f"its log: {log}" if _kept(log, created) else "the libraries printed nothing"
-            _close(bar)
+            stage.close()
             print(f"{name:<{NAME_WIDTH}} {how} after {seconds_text(seconds)}; {where}", file=out, flush=True)
             raise
         else:
             seconds = self.seconds[name] = time.perf_counter() - started
             _kept(log, created)
-            _close(bar)
+            stage.close()
             print(f"{name:<{NAME_WIDTH}} {stage.detail:<58} {seconds_text(seconds):>10}", file=out, flush=True)
         finally:
             if own:
@@ -135,21 +148,16 @@ def _bar(out, name: str, total: int | None, unit: str):
         from tqdm import tqdm
     except ImportError:
         return None
-    counts = "{n_fmt}/{total_fmt} " + unit if total is not None else "{n_fmt} " + unit
+    counts = "{bar:30} {n_fmt}/{total_fmt} " + unit if total is not None else "running"
     return tqdm(
         total=total,
         file=out,
         leave=False,
         disable=None,  # a terminal only: a pipe or a CI log gets the final line alone
         dynamic_ncols=True,
-        bar_format="{desc:<" + str(NAME_WIDTH) + "} {bar:30} " + counts + "  {elapsed}",
+        bar_format="{desc:<" + str(NAME_WIDTH) + "} " + counts + "  {elapsed}",
         desc=name,
     )
-
-
-def _close(bar) -> None:
-    if bar is not None:
-        bar.close()
 
 
 class _Switch(io.TextIOBase):
