@@ -189,7 +189,7 @@ def check(budget: dict[str, dict[str, float]], artifacts: dict[str, dict], sourc
                 continue  # the reference is the yardstick of these, not subject to them
             if _breaks(measured, limit):
                 metric = LIMITS[key][0]
-                detail = _not_finite(results) if measured is not None else ""
+                detail = _not_finite(results) if measured is not None and not math.isfinite(measured) else ""
                 violations.append(Violation(name, metric, limit, measured, detail))
     return violations
 
