@@ -17,6 +17,7 @@ each ratio's interval is taken over them (benchmarks/latency_processes.py says w
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -253,12 +254,19 @@ def _end_to_end(rts: dict, faces, cfg: BenchConfig, progress) -> dict:
 
 
 def run_bench(
-    models: list[str], data=None, faces=None, reference: str | None = None, cfg: BenchConfig = BenchConfig()
+    models: list[str],
+    data=None,
+    faces=None,
+    reference: str | None = None,
+    cfg: BenchConfig = BenchConfig(),
+    progress=None,
 ) -> dict:
     """Benchmark `models` (paths, optionally `path@format`) and return the results dict.
 
     data: a labelled FaceSet (MAE); faces: an unlabelled FaceSet of real faces (drift against
     `reference`, which is added to the run if it is not one of `models`; latency inputs).
+    progress: an object with update(n) (and set_total(n)) to report to, e.g. a console stage;
+    default: a tqdm bar of its own.
     """
     from fsanet.benchmarks.memory import measure
     from tqdm import tqdm
@@ -280,7 +288,10 @@ def run_bench(
     from fsanet.benchmarks import machine
 
     heat = machine.thermal()  # before the run; compared with after it (throttling)
-    with tqdm(total=steps, desc="bench", unit="step", disable=None) as progress:
+    if progress is not None and hasattr(progress, "set_total"):
+        progress.set_total(steps)
+    bar = tqdm(total=steps, desc="bench", unit="step", disable=None) if progress is None else nullcontext(progress)
+    with bar as progress:
         rts = {}
         for name, model in zip(names, models, strict=True):
             rt = rts[name] = _open(model, cfg)

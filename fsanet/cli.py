@@ -252,7 +252,7 @@ def _bench(args) -> int:
         p50_within=args.p50_within,
     )
     with _console(args, Path(args.output, "logs")).stage("bench") as stage:
-        result = run_bench(args.models, data, faces, args.reference, cfg)
+        result = run_bench(args.models, data, faces, args.reference, cfg, progress=stage)
         violations = check(budget, result["artifacts"], args.budget) if budget else None
         paths = write_reports(result, violations, args.output)
         batches = ", ".join(map(str, cfg.batches))
@@ -364,6 +364,7 @@ def _pipeline(args) -> int:
         real_faces=args.real_faces,
         budget=args.budget,
         runs=args.runs,
+        p50_within=args.p50_within,
         threads=args.threads,
         tensorrt=not args.no_tensorrt,
         verbose=getattr(args, "verbose", False),
@@ -743,7 +744,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--real-data", help="also: labelled real faces for every file's MAE (no timing)")
     s.add_argument("--real-faces", help="also: unlabelled real faces for every file's drift (no timing)")
     s.add_argument("--budget", default=P["budget"], help="TOML budget (default: the shipped one)")
-    s.add_argument("--runs", type=integer(1), default=P["runs"], help="timed runs per artifact and batch size")
+    s.add_argument("--runs", type=integer(1), default=P["runs"], help="bench: the cap of timed calls per artifact")
+    s.add_argument(
+        "--p50-within",
+        type=positive_float,
+        default=P["p50_within"],
+        help="bench: stop once every p50's 95%% interval is within +-this share (default 0.03)",
+    )
     s.add_argument("--threads", type=integer(1, 1024), default=P["threads"])
     s.add_argument("--no-tensorrt", action="store_true", help="do not build TensorRT engines even where it exists")
     s.add_argument("-o", "--output", default=P["output"], help="report folder")
