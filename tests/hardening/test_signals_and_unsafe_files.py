@@ -22,7 +22,16 @@ def _stop_during_export(tmp_path, sig) -> tuple[int, list[Path]]:
     exe = Path(sys.executable).with_name("fsanet")
     env = os.environ | {"TMPDIR": str(tmpdir)}
     cmd = [exe, "export", PACKAGED, "--to", "onnx", "-o", tmp_path / "out"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (`cmd &` without job control) ignores SIGINT and a child inherits
+    # that: start the command with the default disposition, as a terminal's Ctrl-C finds it
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 240
     while not any(p.is_dir() for p in tmpdir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
