@@ -101,8 +101,11 @@ def _describe(name: str, args: dict) -> dict:
     op = args.get("op_name", "?")
     ins, outs = _shapes(args, "input_type_shape"), _shapes(args, "output_type_shape")
     kind, flops = op, 0
-    if op.endswith("Conv") and len(ins) >= 2 and outs:
-        (_, channels, *_), (out_channels, per_group, *kernel) = ins[0], ins[1]
+    weight = _conv_weight(op, ins)
+    if op.endswith("Conv") and weight is not None and outs:
+        out_channels, per_group, *kernel = weight
+        # NCHW, or NHWC where ONNX Runtime moved a QLinearConv chain to channels-last
+        channels = ins[0][1] if outs[0][1] == out_channels else ins[0][-1]
         groups = channels // per_group if per_group else 1
         if groups > 1 and groups == channels:
             multiplier = f" (x{out_channels // channels})" if out_channels != channels else ""
@@ -115,6 +118,13 @@ def _describe(name: str, args: dict) -> dict:
     elif op in ("MatMul", "FusedMatMul", "Gemm", "FusedGemm") and ins and outs:
         flops = 2 * math.prod(outs[0]) * ins[0][-1]
     return {"node": name, "op_type": op, "kind": kind, "output_shapes": outs, "flops": flops, "us": 0.0}
+
+
+def _conv_weight(op: str, ins: list[list[int]]) -> list[int] | None:
+    """A convolution's weight shape (M, C/group, kH, kW): input 1, or input 3 of QLinearConv
+    (x, x_scale, x_zero_point, w, ...); None when the profiler recorded no such input."""
+    k = 3 if op.startswith("QLinear") else 1
+    return ins[k] if len(ins) > k and len(ins[k]) >= 3 else None
 
 
 def _ts(event: dict) -> int:

@@ -114,6 +114,16 @@ def helen(shared_data, fusion_onnx) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def fusion_onnx_int8(fusion_onnx, afw_calib, helen, tmp_path_factory) -> Path:
+    """The INT8 ONNX as `fsanet export --to onnx-int8` writes it (calibrated on AFW, verified on HELEN)."""
+    from fsanet.export.quantize import quantize_onnx
+
+    out = tmp_path_factory.mktemp("onnx-int8") / "fusion-int8.onnx"
+    quantize_onnx(fusion_onnx, afw_calib, out, verify=helen[0], verify_name="helen")
+    return out
+
+
+@pytest.fixture(scope="session")
 def fusion_tflite_int8(fusion_tflite, afw_calib, helen, tmp_path_factory) -> Path:
     """The fusion as INT8 TFLite, calibrated on AFW, judged on HELEN."""
     from fsanet.export.tflite_quantize import quantize_tflite

@@ -28,19 +28,9 @@ DOTPROD, I8MM, SVE = "asimddp", "i8mm", "sve"
 
 
 @pytest.fixture(scope="module")
-def int8_onnx(fusion_onnx, afw_calib, helen, tmp_path_factory):
-    """The INT8 ONNX as `fsanet export --to onnx-int8` writes it (calibrated on AFW, verified on HELEN)."""
-    from fsanet.export.quantize import quantize_onnx
-
-    out = tmp_path_factory.mktemp("arm-int8") / "fusion-int8.onnx"
-    quantize_onnx(fusion_onnx, afw_calib, out, verify=helen[0], verify_name="helen")
-    return out
-
-
-@pytest.fixture(scope="module")
-def arm_report(fusion_onnx, int8_onnx, fusion_tflite, fusion_tflite_int8, shared_data, tmp_path_factory):
+def arm_report(fusion_onnx, fusion_onnx_int8, fusion_tflite, fusion_tflite_int8, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("arm-report")
-    models = [fusion_onnx, int8_onnx, fusion_tflite, fusion_tflite_int8]
+    models = [fusion_onnx, fusion_onnx_int8, fusion_tflite, fusion_tflite_int8]
     argv = ["arm", *map(str, models), "--reference", str(fusion_onnx), "--faces", str(shared_data / "real-faces"),
             "-n", str(FACES), "--cache", str(CACHE), "-o", str(out)]  # fmt: skip
     code = main(argv)

@@ -51,3 +51,13 @@ def test_profile_refuses_what_it_cannot_profile(shared_data, tmp_path, capsys):
     assert "takes .onnx files only" in capsys.readouterr().err
     assert main(["profile", "model.onnx", "-o", str(tmp_path)]) == 2
     assert "needs faces to run on (--faces DIR or --data DIR)" in capsys.readouterr().err
+
+
+def test_profile_reads_the_int8_file_onnx_runtime_rewrites(fusion_onnx_int8, shared_data, tmp_path):
+    # ONNX Runtime runs fused Q/DQ convolutions as channels-last QLinearConv with pre-packed
+    # weights: the profiler records no weight shape for them (this crashed the profile)
+    argv = ["profile", str(fusion_onnx_int8), "--faces", str(shared_data / "real-faces" / "afw")]
+    assert main([*argv, "--runs", "5", "--warmup", "1", "-o", str(tmp_path)]) == 0
+    kinds = {r["op_type"]: r for r in json.loads((tmp_path / "profile.json").read_text())["op_types"]}
+    assert kinds["QLinearConv"]["nodes"] > 0 and kinds["DequantizeLinear"]["nodes"] > 0
+    assert sum(r["share"] for r in kinds.values()) == pytest.approx(1.0)
