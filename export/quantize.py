@@ -149,9 +149,13 @@ def op_counts(model, op_types=None) -> dict[str, int]:
     return found
 
 
-def _int8_model(float_path: Path, calib, keep_float: tuple[str, ...], float_layers: tuple[str, ...] = ()):
+def int8_model(
+    float_path: Path, calib, keep_float: tuple[str, ...], float_layers: tuple[str, ...] = (), weight_only: bool = True
+):
     """Convert: the INT8 Q/DQ model of the float ONNX, and what its manifest says of it.
-    `float_layers`: node names kept float (a recipe from `fsanet debug --max-drift`)."""
+    `float_layers`: node names kept float (a recipe from `fsanet debug --max-drift`);
+    `weight_only`: store the large float MatMul/Gemm constants as int8 too (smaller file; ONNX
+    Runtime dequantizes them on every call)."""
     import onnx
     from fsanet.export.split_depthwise import split_image_depthwise
 
@@ -162,12 +166,12 @@ def _int8_model(float_path: Path, calib, keep_float: tuple[str, ...], float_laye
         raise DataError(f"--int8-float-layers: {float_path.name} has no node named {', '.join(unknown)}; "
                         "take the names from `fsanet debug` on an INT8 file of this model")  # fmt: skip
     quantized = _nncf_quantize(model, calib, keep_float, float_layers)
-    int8_values = compress_matmul_weights(quantized)
+    int8_values = compress_matmul_weights(quantized) if weight_only else 0
     signed = sign_activations(quantized)
     kept = sorted(set(keep_float) | set(ALWAYS_FLOAT))
     return quantized, {
-        "method": "NNCF post-training quantization (Q/DQ), per-tensor activations; weight-only int8 for "
-        "large MatMul/Gemm constants",
+        "method": "NNCF post-training quantization (Q/DQ), per-tensor activations; "
+        + ("weight-only int8 for large MatMul/Gemm constants" if weight_only else "MatMul/Gemm constants float"),
         "activations": "int8, symmetric (zero point 0): TensorRT takes the file as explicitly quantized",
         "activation_quantizers_signed": signed,
         "float_op_types": kept,
@@ -193,6 +197,7 @@ def quantize_onnx(
     verify_name: str = "",
     search: dict | None = None,
     float_layers: tuple[str, ...] = (),
+    weight_only: bool = True,
 ) -> dict:
     """Write an INT8 Q/DQ ONNX of `float_path` (an fsanet FP32 export) and its manifest.
 
@@ -203,7 +208,7 @@ def quantize_onnx(
     manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
     if verify is None:
         verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
-    model, quantization = _int8_model(float_path, calib, keep_float, float_layers)
+    model, quantization = int8_model(float_path, calib, keep_float, float_layers, weight_only)
     return _write(model, manifest, quantization, search, calib, float_path, output, verify, verify_name)
 
 
@@ -221,7 +226,7 @@ def quantize_with_budget(
     built: dict = {}
 
     def measure(keep: tuple[str, ...]) -> dict:
-        model, quantization = _int8_model(float_path, calib, keep)
+        model, quantization = int8_model(float_path, calib, keep)
         built.clear()
         built[keep] = model, quantization
         with tempfile.TemporaryDirectory() as tmp:

@@ -48,6 +48,8 @@ class ExportJob:
     qat: bool = False
     trt_options: dict = field(default_factory=dict)  # build_engine keywords (dla_core, gpu_fallback)
     int8_float_layers: tuple[str, ...] = ()  # node names kept float (fsanet debug --max-drift's recipe)
+    int8_objective: str | None = None  # latency|size: the INT8 ONNX scope chosen by measurement
+    candidates: int = 1  # with int8_objective: how many of the best scopes to write
     float_onnx: Path = field(init=False)
     built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
     _tflite: Path | None = field(default=None, init=False)
@@ -124,15 +126,22 @@ def export_targets(
     int8_float: str | None = None,
     progress=None,
     int8_float_layers: tuple[str, ...] = (),
+    int8_objective: str | None = None,
+    candidates: int = 1,
 ) -> list[dict]:
     """Build every target; returns one summary row per target (skipped ones say why).
     `dla_core`/`gpu_fallback`: TensorRT engines on that DLA core (fsanet.export.trt_dla);
     `int8_float`: "fp16" builds tensorrt-int8 strongly typed with FP16 float parts.
+    `int8_objective`/`candidates`: the ONNX INT8 scope chosen by measurement (export.int8_scopes).
     `progress(target)` is called as each target is done (a console stage's bar)."""
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint
 
     trt_options = _check_trt_options(targets, dla_core, gpu_fallback, int8_float)
+    if int8_objective is not None or candidates > 1:
+        _check_objective(
+            targets, int8_objective, candidates, int8_max_drift, verify_path, int8_float_ops, int8_float_layers
+        )
     qat = is_qat_checkpoint(checkpoint_path)
     _check(targets, calib_path, skip_unavailable, qat)
     if qat and (int8_max_drift is not None or int8_float_ops is not None or int8_float_layers):
@@ -147,7 +156,8 @@ def export_targets(
     verify, verify_name = _faces(verify_path) if verify_path else (None, "")
     job = ExportJob(
         Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat,
-        trt_options, int8_float_layers=tuple(int8_float_layers),
+        trt_options, int8_float_layers=tuple(int8_float_layers), int8_objective=int8_objective,
+        candidates=candidates,
     )  # fmt: skip
     job.float_onnx = job.file("onnx")
     export_onnx(_float_checkpoint(job), job.float_onnx, verify, verify_name)
@@ -203,6 +213,14 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
 
         faces, name = job.judge(target)
         m = export_qat_onnx(job.checkpoint, job.float_onnx, out, faces, name)
+    elif job.int8_objective is not None:
+        from fsanet.export.int8_scopes import choose_scope
+
+        written = choose_scope(
+            job.float_onnx, job.calib, out, job.int8_max_drift, job.verify, job.verify_name, job.int8_objective,
+            job.candidates,
+        )  # fmt: skip
+        m = written[0]
     elif job.int8_max_drift is not None:
         if job.int8_float_layers:
             raise DataError("--int8-float-layers is a recipe already; give it without --int8-max-drift")
@@ -241,6 +259,16 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
         max_drift=job.int8_max_drift, reference_name=job.float_onnx.name,
     )  # fmt: skip
     return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
+
+
+def _check_objective(targets, objective, candidates, max_drift, verify_path, float_ops, float_layers) -> None:
+    from fsanet.export.int8_scopes import check_objective
+
+    if "onnx-int8" not in targets:
+        raise DataError("--int8-objective/--candidates choose the ONNX INT8 scope; add --to onnx-int8")
+    if float_ops is not None or float_layers:
+        raise DataError("--int8-objective searches the scope itself; give it without --int8-float-ops/-layers")
+    check_objective(objective, candidates, max_drift, verify_path)
 
 
 def _check_trt_options(targets: list[str], dla_core, gpu_fallback: bool, int8_float: str | None = None) -> dict:

@@ -77,6 +77,8 @@ def _export(args) -> int:
             int8_max_drift=args.int8_max_drift,
             int8_float_ops=float_ops,
             int8_float_layers=tuple(filter(None, (args.int8_float_layers or "").split(","))),
+            int8_objective=args.int8_objective,
+            candidates=args.candidates,
             skip_unavailable=args.skip_unavailable,
             dla_core=args.dla_core,
             gpu_fallback=not args.no_gpu_fallback,
@@ -527,6 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--int8-float-ops", help="op types to keep in float for INT8 (comma-separated; '' = plain PTQ)")
     s.add_argument(
         "--int8-float-layers", help="ONNX INT8: node names to keep float (comma-separated; fsanet debug --max-drift)"
+    )
+    s.add_argument(
+        "--int8-objective",
+        choices=("latency", "size"),
+        help="ONNX INT8 with --int8-max-drift: build candidate scopes (pointwise-only, the debug recipe, float or "
+        "int8 matrix weights), time those within the budget here, keep the fastest (or smallest); "
+        "<stem>-int8.scopes.md holds the Pareto table",
+    )
+    s.add_argument(
+        "--candidates",
+        type=integer(1),
+        default=1,
+        metavar="K",
+        help="with --int8-objective: also write the next best K-1 candidates (<stem>-int8-2.onnx, ...) for a device "
+        "kit, so that `fsanet check` picks the fastest on the device",
     )
     s.add_argument(
         "--dla-core",

@@ -1,0 +1,121 @@
+"""INT8 scopes chosen by measurement (`fsanet export --int8-objective`) on the authors' fusion:
+candidates quantized by NNCF, judged on real HELEN faces, timed here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from fsanet.benchmarks.accuracy import drift
+from fsanet.export.int8_scopes import candidate_path, choose_scope, depthwise_convolutions, pareto
+from fsanet.export.int8_scopes_report import report_paths
+from onnx import numpy_helper
+
+from fsanet import runtimes
+from fsanet.cli import main
+from fsanet.manifest import read_sidecar
+
+BUDGET = 0.15
+
+
+@pytest.fixture(scope="module")
+def chosen(fusion_onnx, afw_calib, helen, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scopes") / "fusion-int8.onnx"
+    faces = helen[0][:120]
+    # every candidate within the budget is written (K larger than their number), best first
+    written = choose_scope(fusion_onnx, afw_calib, out, BUDGET, faces, "120 HELEN faces", "latency", 12, timing_runs=60)
+    return out, written
+
+
+def test_the_split_fusion_has_six_depthwise_convolutions_per_stream_and_six_on_the_image(fusion_onnx):
+    from fsanet.export.int8_scopes import _split_float_model
+
+    # three members x two streams x six separable blocks, and the image's depthwise step split
+    # into one convolution per stream
+    assert len(depthwise_convolutions(_split_float_model(fusion_onnx))) == 3 * 2 * 6 + 6
+
+
+def test_every_written_candidate_holds_the_budget_when_run_again(chosen, helen):
+    out, written = chosen
+    within = [r for r in written[0]["quantization"]["search"]["candidates"] if r["within_budget"]]
+    assert len(written) == len(within) >= 2 and out.with_name("fusion-int8-2.onnx").exists()
+    faces, reference = helen[0][:120], helen[1][:120]
+    for path in (candidate_path(out, k) for k in range(len(written))):
+        m = read_sidecar(path)
+        with runtimes.open(path) as rt:
+            d = drift(rt.predict(faces), reference)
+        assert d["mean"] == pytest.approx(m["verification"]["drift_mean_deg"], abs=1e-5)
+        assert d["mean"] <= BUDGET
+
+
+def test_the_best_is_the_fastest_candidate_within_the_budget(chosen):
+    out, written = chosen
+    search = written[0]["quantization"]["search"]
+    rows = {r["key"]: r for r in search["candidates"]}
+    within = [r for r in rows.values() if r["within_budget"]]
+    assert search["chosen"] == min(within, key=lambda r: r["p50_hot_ms"])["key"]
+    assert rows[search["chosen"]]["rank"] == 1 and written[1]["quantization"]["search"]["rank"] == 2
+    timed = sorted((r for r in within), key=lambda r: r["rank"])
+    assert [r["p50_hot_ms"] for r in timed] == sorted(r["p50_hot_ms"] for r in timed)
+    assert all("p50_hot_ms" not in r for r in rows.values() if not r["within_budget"])  # over budget: not timed
+    md, js = report_paths(out)
+    assert json.loads(js.read_text())["chosen"] == search["chosen"]
+    text = md.read_text()
+    assert all(r["scope"] in text for r in rows.values()) and "Machine:" in text
+
+
+def _weight_source(model, node):
+    """'float' when a node's weight is a float initializer, 'int8' when a DequantizeLinear of an int8
+    constant feeds it."""
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    w = node.input[1]
+    if w in inits:
+        return "float" if numpy_helper.to_array(inits[w]).dtype == np.float32 else "int8"
+    p = producer.get(w)
+    return "int8" if p is not None and p.op_type == "DequantizeLinear" else "float"
+
+
+def test_each_scope_is_what_its_name_says(chosen):
+    out, written = chosen
+    for k, m in enumerate(written):
+        path = candidate_path(out, k)
+        rows = m["quantization"]["search"]["candidates"]
+        scope = next(r for r in rows if r["rank"] == m["quantization"]["search"]["rank"] == k + 1)
+        model = onnx.load(str(path))
+        depthwise = set(depthwise_convolutions(model))
+        convs = [n for n in model.graph.node if n.op_type == "Conv"]
+        kinds = {n.name: _weight_source(model, n) for n in convs}
+        if scope["key"].startswith("pw-"):  # all 42 depthwise convolutions keep float weights
+            assert len(depthwise) == 42 and all(kinds[n] == "float" for n in depthwise)
+        if scope["key"].startswith("relu-"):  # tanh's inputs are never quantized, so neither their convolutions
+            tanh_inputs = {i for n in model.graph.node if n.op_type == "Tanh" for i in n.input}
+            before_tanh = [n.name for n in convs if n.output[0] in tanh_inputs]
+            assert len(before_tanh) == 21 and all(kinds[n] == "float" for n in before_tanh)
+        assert any(kinds[n.name] == "int8" for n in convs if n.name not in depthwise)  # pointwise convs in int8
+        big_dq = m["quantization"]["weight_only_int8_values"]
+        assert (big_dq > 800_000) == scope["weight_only"]
+
+
+def test_pareto_keeps_what_nothing_beats_in_drift_size_and_time():
+    rows = [
+        {"key": "a", "within_budget": True, "drift_mean_deg": 0.10, "size_bytes": 3, "p50_hot_ms": 5.0},
+        {"key": "b", "within_budget": True, "drift_mean_deg": 0.12, "size_bytes": 3, "p50_hot_ms": 6.0},  # a beats it
+        {"key": "c", "within_budget": True, "drift_mean_deg": 0.14, "size_bytes": 1, "p50_hot_ms": 9.0},  # smallest
+        {"key": "d", "within_budget": False, "drift_mean_deg": 0.20, "size_bytes": 1, "p50_hot_ms": None},
+    ]
+    assert [r["key"] for r in pareto(rows) if r["pareto"]] == ["a", "c"]
+
+
+def test_export_refuses_an_objective_it_cannot_honour(fusion_checkpoint, tmp_path, capsys):
+    base = ["export", str(fusion_checkpoint), "--to", "onnx,onnx-int8", "-o", str(tmp_path / "out")]
+    assert main([*base, "--int8-objective", "latency"]) == 2
+    assert "--int8-objective needs --int8-max-drift" in capsys.readouterr().err
+    assert main([*base, "--candidates", "3"]) == 2
+    assert "--candidates ranks by --int8-objective" in capsys.readouterr().err
+    only_float = ["export", str(fusion_checkpoint), "--to", "onnx", "--int8-objective", "size"]
+    assert main([*only_float, "-o", str(tmp_path)]) == 2
+    assert "add --to onnx-int8" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
