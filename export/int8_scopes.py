@@ -64,21 +64,21 @@ class Scope:
 
 @dataclass
 class Candidate:
-    scope: Scope
+    scope: object  # a Scope here, a TfliteScope (export.tflite_scopes): `name` and `key`
     float_layers: tuple[str, ...]
-    model: object  # the ONNX ModelProto
-    quantization: dict
-    path: Path  # a temporary file, the manifest embedded
+    manifest: dict  # the file's manifest, less verification and search
+    path: Path  # a temporary file (an ONNX one with the manifest embedded)
     drift: dict
     size: int
+    model: object | None = None  # the ONNX ModelProto (written with the final manifest embedded)
     timing: dict | None = None
 
     def row(self, max_drift: float) -> dict:
         return {
             "scope": self.scope.name,
             "key": self.scope.key,
-            "float_layers": len(self.float_layers),
-            "weight_only": self.scope.weight_only,
+            "float_layers": len(self.float_layers) if isinstance(self.scope, Scope) else None,  # ONNX node names
+            "weight_only": getattr(self.scope, "weight_only", None),
             "drift_mean_deg": self.drift["mean"],
             "drift_max_deg": self.drift["max"],
             "within_budget": bool(self.drift["mean"] <= max_drift),
@@ -159,11 +159,12 @@ def _build(scope: Scope, float_layers, float_path: Path, calib, reference, verif
 
     model, quantization = int8_model(float_path, calib, FLOAT_OPS, tuple(float_layers), scope.weight_only)
     manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
-    artifact.embed_onnx(model, dict(manifest, quantization=quantization))
+    manifest.update(quantization=dict(quantization, scope=scope.name), calibration=artifact.calibration_record(calib))
+    artifact.embed_onnx(model, manifest)
     path = tmp / f"{scope.key}.onnx"
     onnx.save(model, str(path))
     d = drift(artifact.predict(path, verify, STAGE), reference)
-    return Candidate(scope, tuple(sorted(float_layers)), model, quantization, path, d, path.stat().st_size)
+    return Candidate(scope, tuple(sorted(float_layers)), manifest, path, d, path.stat().st_size, model)
 
 
 def _recipe(full: Candidate, float_path: Path, verify, max_drift: float, progress=None) -> list[str] | None:
@@ -221,8 +222,9 @@ def time_candidates(
     from fsanet import runtimes
 
     cfg = BenchConfig(batches=(1,), runs=runs, warmup=10, p50_within=P50_WITHIN, end_to_end=False, memory=False)
-    paths = {"float": float_path, **{c.scope.key: c.path for c in candidates}}
-    rts = {name: runtimes.open(str(p), threads=cfg.threads) for name, p in paths.items()}
+    rts = {"float": runtimes.open(str(float_path), threads=cfg.threads)}
+    for c in candidates:  # a candidate has no sidecar: its manifest gives the input format
+        rts[c.scope.key] = runtimes.open(str(c.path), runtimes.InputFormat.from_manifest(c.manifest), cfg.threads)
     try:
         rounds, _ = interleaved_latency(batch_calls(rts, crops, 1), cfg, progress=progress)
     finally:
@@ -269,27 +271,43 @@ def choose_scope(
     float_path, calib, output, max_drift: float, verify: np.ndarray, verify_name: str, objective: str,
     candidates: int = 1, progress=None, timing_runs: int = TIMING_RUNS,
 ) -> list[dict]:  # fmt: skip
-    """Build, judge and time every candidate scope; write the best (by `objective`, within the
-    mean drift budget) as `output` and the next `candidates - 1` as `<stem>-2.onnx`, ...; the
-    search (table, machine, choice) goes into each manifest's `quantization.search` and into
-    `<stem>.scopes.md/.json` beside them. Returns the written files' manifests, best first.
-    `timing_runs`: the cap of timed calls per candidate and state."""
-    from fsanet.benchmarks.machine import fingerprint
-
-    float_path, output = Path(float_path), Path(output)
+    """Build, judge and time every candidate ONNX scope; write the best (by `objective`, within
+    the mean drift budget) as `output` and the next `candidates - 1` as `<stem>-2.onnx`, ... (see
+    `select_and_write`). Returns the written files' manifests, best first. `timing_runs`: the
+    cap of timed calls per candidate and state."""
+    float_path = Path(float_path)
     with tempfile.TemporaryDirectory() as tmp:
         built = build_candidates(float_path, calib, verify, max_drift, Path(tmp), progress)
-        within = [c for c in built if c.drift["mean"] <= max_drift]
-        if not within:
-            table = ", ".join(f"{c.scope.name}: {c.drift['mean']:.3f}" for c in built)
-            raise ExportError(STAGE, f"no INT8 scope met a mean drift of {max_drift} degrees ({table})")
-        float_timing = time_candidates(float_path, within, verify, progress, timing_runs)
-        best = ranked(built, objective, max_drift)[:candidates]
-        search = _record(built, best, objective, max_drift, float_timing, verify_name, len(verify), fingerprint(1))
-        from fsanet.export.int8_scopes_report import write_report
+        return select_and_write(
+            built, float_path, output, max_drift, verify, verify_name, objective, candidates, STAGE, float_path.name,
+            progress, timing_runs,
+        )  # fmt: skip
 
-        write_report(search, output)
-        return [_write(c, k, search, float_path, calib, output, verify_name, len(verify)) for k, c in enumerate(best)]
+
+def select_and_write(
+    built: list[Candidate], baseline: Path, output, max_drift: float, verify: np.ndarray, verify_name: str,
+    objective: str, candidates: int, stage: str, reference_name: str, progress=None, timing_runs: int = TIMING_RUNS,
+) -> list[dict]:  # fmt: skip
+    """Time the candidates within the budget against `baseline` (the float file of the same
+    runtime), rank them by `objective`, and write the best `candidates` (`candidate_path`);
+    `reference_name`: the file whose angles the drift was measured against. The
+    search (table, machine, choice) goes into each manifest's `quantization.search` and into
+    `<file>.scopes.md/.json` beside them."""
+    from fsanet.benchmarks.machine import fingerprint
+    from fsanet.export.int8_scopes_report import write_report
+
+    output = Path(output)
+    within = [c for c in built if c.drift["mean"] <= max_drift]
+    if not within:
+        table = ", ".join(f"{c.scope.name}: {c.drift['mean']:.3f}" for c in built)
+        raise ExportError(stage, f"no INT8 scope met a mean drift of {max_drift} degrees ({table})")
+    float_timing = time_candidates(baseline, within, verify, progress, timing_runs)
+    float_timing["file"] = Path(baseline).name
+    best = ranked(built, objective, max_drift)[:candidates]
+    search = _record(built, best, objective, max_drift, float_timing, verify_name, len(verify), fingerprint(1))
+    search["reference"] = reference_name
+    write_report(search, output)
+    return [_write(c, k, search, output, verify_name, len(verify)) for k, c in enumerate(best)]
 
 
 def candidate_path(output: Path, rank: int) -> Path:
@@ -315,16 +333,15 @@ def _record(built, best, objective, max_drift, float_timing, faces, count, machi
     }
 
 
-def _write(c: Candidate, rank: int, search: dict, float_path, calib, output, faces: str, count: int) -> dict:
+def _write(c: Candidate, rank: int, search: dict, output: Path, faces: str, count: int) -> dict:
     from fsanet.export import artifact
 
-    manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
-    manifest.update(
-        quantization=dict(c.quantization, scope=c.scope.name, search=dict(search, rank=rank + 1)),
-        calibration=artifact.calibration_record(calib),
-        verification=artifact.verification_record(float_path.name, faces, count, c.drift),
-    )
-    return artifact.write_onnx(c.model, candidate_path(output, rank), manifest)
+    manifest = dict(c.manifest)
+    manifest["quantization"] = dict(manifest["quantization"], search=dict(search, rank=rank + 1))
+    manifest["verification"] = artifact.verification_record(search["reference"], faces, count, c.drift)
+    if c.model is not None:
+        return artifact.write_onnx(c.model, candidate_path(output, rank), manifest)
+    return artifact.write_copy(candidate_path(output, rank), c.path, manifest)
 
 
 def _tick(progress) -> None:

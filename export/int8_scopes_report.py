@@ -1,5 +1,5 @@
-"""The report of an INT8 scope search (`fsanet export --int8-objective`): `<stem>.scopes.md`
-(the Pareto table of the machine it was timed on) and `<stem>.scopes.json`, beside the file."""
+"""The report of an INT8 scope search (`fsanet export --int8-objective`): `<file>.scopes.md`
+(the Pareto table of the machine it was timed on) and `<file>.scopes.json`, beside the file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def report_paths(output: Path) -> tuple[Path, Path]:
-    base = output.with_suffix("")
-    return base.with_name(f"{base.name}.scopes.md"), base.with_name(f"{base.name}.scopes.json")
+    """`<file>.scopes.md` and `.json` beside the written file (ONNX and TFLite apart)."""
+    return output.with_name(f"{output.name}.scopes.md"), output.with_name(f"{output.name}.scopes.json")
 
 
 def markdown(search: dict, output_name: str) -> str:
@@ -21,8 +21,8 @@ def markdown(search: dict, output_name: str) -> str:
         "",
         f"Objective: {search['objective']}, within a mean drift of {search['max_drift_deg']} degrees from the float "
         f"file on {search['count']} faces ({search['faces']}). Timed at batch 1, one thread, all candidates within "
-        f"the budget and the float file interleaved in one run ({f['hot_rounds']} hot rounds): the float file "
-        f"{f['p50_hot_ms']:.3f} ms hot, {f['p50_loop_ms']:.3f} ms in the loop.",
+        f"the budget and the float file interleaved in one run ({f['hot_rounds']} hot rounds): {f['file']} "
+        f"{f['p50_hot_ms']:.3f} ms hot, {f['p50_loop_ms']:.3f} ms in the loop. Drift against {search['reference']}.",
         f"Machine: {describe(search['machine'])}.",
         "",
         "| rank | scope | float layers | drift mean / max (deg) | size (MB) | p50 hot (ms) | hot / float [95%] "
@@ -47,7 +47,7 @@ def _row(r: dict) -> str:
     cells = [
         str(r["rank"] or "-"),
         r["scope"] + ("" if r["within_budget"] else " (over budget)"),
-        str(r["float_layers"]),
+        "-" if r["float_layers"] is None else str(r["float_layers"]),
         f"{r['drift_mean_deg']:.3f} / {r['drift_max_deg']:.2f}",
         f"{r['size_bytes'] / 1e6:.2f}",
         f"{r['p50_hot_ms']:.3f}" if timed else "-",

@@ -254,6 +254,14 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
 
     out = job.file(target)
     faces, name = job.judge(target)
+    if target == "tflite-int8" and job.int8_objective is not None:
+        from fsanet.export.tflite_scopes import choose_tflite_scope
+
+        m = choose_tflite_scope(
+            source, job.calib, out, job.int8_max_drift, job.reference(target), faces, name, job.int8_objective,
+            job.candidates, reference_name=job.float_onnx.name,
+        )[0]  # fmt: skip
+        return _row(target, out, name, _drift_text(m["verification"], "float ONNX"))
     m = quantize_tflite(
         source, out, TARGET_PRECISION[target], job.reference(target), faces, name, job.calib,
         max_drift=job.int8_max_drift, reference_name=job.float_onnx.name,
@@ -264,8 +272,8 @@ def _tflite(job: ExportJob, target: str, _skip: bool) -> dict:
 def _check_objective(targets, objective, candidates, max_drift, verify_path, float_ops, float_layers) -> None:
     from fsanet.export.int8_scopes import check_objective
 
-    if "onnx-int8" not in targets:
-        raise DataError("--int8-objective/--candidates choose the ONNX INT8 scope; add --to onnx-int8")
+    if "onnx-int8" not in targets and "tflite-int8" not in targets:
+        raise DataError("--int8-objective/--candidates choose the INT8 scope; add --to onnx-int8 or tflite-int8")
     if float_ops is not None or float_layers:
         raise DataError("--int8-objective searches the scope itself; give it without --int8-float-ops/-layers")
     check_objective(objective, candidates, max_drift, verify_path)

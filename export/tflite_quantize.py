@@ -65,7 +65,7 @@ def graph_op_types(path: Path) -> dict[str, int]:
     return counts
 
 
-def _recipe(q, precision: str, static_ops: tuple[str, ...]) -> None:
+def _recipe(q, precision: str, static_ops: tuple[str, ...], weight_only: bool = True) -> None:
     from ai_edge_quantizer import qtyping
 
     if precision == "fp16":  # float16 weights, dequantized in the graph (TFLite's FP16 scheme)
@@ -74,7 +74,7 @@ def _recipe(q, precision: str, static_ops: tuple[str, ...]) -> None:
     elif precision == "dynamic-int8":
         q.add_dynamic_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 8)
     else:
-        for op in WEIGHT_ONLY_OPS:
+        for op in WEIGHT_ONLY_OPS if weight_only else ():
             q.add_weight_only_config(".*", _op_name(op), 8)
         for op in static_ops:
             q.add_static_config(".*", _op_name(op), 8, 8)
@@ -89,15 +89,17 @@ def _calibration_data(float_path: Path, calib) -> dict:
     return {key: [{name: x} for x in calib.batches(batch_size=1)]}
 
 
-def _calibrate(float_path: Path, calib, ops: tuple[str, ...]):
+def calibrate(float_path: Path, calib, ops: tuple[str, ...]):
     q = _quantizer(float_path)
     _recipe(q, "int8", ops)
     return q.calibrate(_calibration_data(float_path, calib), num_threads=os.cpu_count() or 1)
 
 
-def _quantize(float_path: Path, precision: str, static_ops: tuple[str, ...], qsvs) -> bytes:
+def quantize_buffer(
+    float_path: Path, precision: str, static_ops: tuple[str, ...], qsvs, weight_only: bool = True
+) -> bytes:
     q = _quantizer(float_path)
-    _recipe(q, precision, static_ops)
+    _recipe(q, precision, static_ops, weight_only)
     result = q.quantize(qsvs if q.need_calibration else None, enable_progress_bar=False, enable_progress_report=False)
     return bytes(result.quantized_model)
 
@@ -137,11 +139,11 @@ def quantize_tflite(
     qsvs, search = None, None
     if precision == "int8":
         manifest["calibration"] = artifact.calibration_record(calib)
-        qsvs = _calibrate(float_path, calib, INT8_CANDIDATES if max_drift is not None else static_ops)
+        qsvs = calibrate(float_path, calib, INT8_CANDIDATES if max_drift is not None else static_ops)
         if max_drift is not None:
             static_ops, search = _search(float_path, manifest, qsvs, reference, faces, max_drift)
-    buf = _quantize(float_path, precision, static_ops, qsvs)
-    manifest["quantization"] = _describe(float_path, precision, static_ops, search)
+    buf = quantize_buffer(float_path, precision, static_ops, qsvs)
+    manifest["quantization"] = describe(float_path, precision, static_ops, search)
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / output.name
         candidate.write_bytes(buf)
@@ -149,7 +151,7 @@ def quantize_tflite(
         return artifact.write_copy(output, candidate, manifest)
 
 
-def _describe(float_path: Path, precision: str, static_ops, search) -> dict:
+def describe(float_path: Path, precision: str, static_ops, search, weight_only: bool = True) -> dict:
     present = graph_op_types(float_path)
     if precision == "fp16":
         weights = {"float16 weights": ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"]}
@@ -158,7 +160,7 @@ def _describe(float_path: Path, precision: str, static_ops, search) -> dict:
     else:
         weights = {
             "int8 weights and activations": list(static_ops),
-            "int8 weights, float compute": list(WEIGHT_ONLY_OPS),
+            "int8 weights, float compute": list(WEIGHT_ONLY_OPS) if weight_only else [],
         }
     quantized = {op for ops in weights.values() for op in ops}
     return dict(weights, float=sorted(op for op in present if op not in quantized), search=search)
@@ -170,7 +172,7 @@ def _search(float_path, manifest, qsvs, reference, faces, max_drift: float):
     present = graph_op_types(float_path)
 
     def measure(ops: tuple[str, ...]) -> dict:
-        return _measure(_quantize(float_path, "int8", ops, qsvs), manifest, reference, faces, "tflite-int8")
+        return _measure(quantize_buffer(float_path, "int8", ops, qsvs), manifest, reference, faces, "tflite-int8")
 
     search = artifact.Search(max_drift, "int8", measure)
     chosen = search.grow(op for op in INT8_CANDIDATES if op in present)

@@ -533,9 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--int8-objective",
         choices=("latency", "size"),
-        help="ONNX INT8 with --int8-max-drift: build candidate scopes (pointwise-only, the debug recipe, float or "
-        "int8 matrix weights), time those within the budget here, keep the fastest (or smallest); "
-        "<stem>-int8.scopes.md holds the Pareto table",
+        help="INT8 ONNX/TFLite with --int8-max-drift: build candidate scopes (which convolutions, the debug "
+        "recipe, float or int8 matrix weights), time those within the budget here, keep the fastest (or smallest); "
+        "<file>.scopes.md holds the Pareto table",
     )
     s.add_argument(
         "--candidates",

@@ -61,6 +61,7 @@ def test_the_best_is_the_fastest_candidate_within_the_budget(chosen):
     assert [r["p50_hot_ms"] for r in timed] == sorted(r["p50_hot_ms"] for r in timed)
     assert all("p50_hot_ms" not in r for r in rows.values() if not r["within_budget"])  # over budget: not timed
     md, js = report_paths(out)
+    assert md.name == "fusion-int8.onnx.scopes.md"
     assert json.loads(js.read_text())["chosen"] == search["chosen"]
     text = md.read_text()
     assert all(r["scope"] in text for r in rows.values()) and "Machine:" in text
@@ -117,5 +118,58 @@ def test_export_refuses_an_objective_it_cannot_honour(fusion_checkpoint, tmp_pat
     assert "--candidates ranks by --int8-objective" in capsys.readouterr().err
     only_float = ["export", str(fusion_checkpoint), "--to", "onnx", "--int8-objective", "size"]
     assert main([*only_float, "-o", str(tmp_path)]) == 2
-    assert "add --to onnx-int8" in capsys.readouterr().err
+    assert "add --to onnx-int8 or tflite-int8" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+INT8 = 9  # TFLite schema TensorType.INT8
+
+
+def _activation_types(path, op_name: str) -> set[str]:
+    """'int8' / 'float' for the first input of every `op_name` op of a TFLite file."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    model = tfl.read_model(str(path))
+    graph, found = model.subgraphs[0], set()
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if tfl.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode)) == op_name:
+            found.add("int8" if graph.tensors[op.inputs[0]].type == INT8 else "float")
+    return found
+
+
+@pytest.fixture(scope="module")
+def tflite_chosen(fusion_tflite, fusion_onnx, afw_calib, helen, tmp_path_factory):
+    from fsanet.export.tflite_scopes import choose_tflite_scope
+
+    out = tmp_path_factory.mktemp("tflite-scopes") / "fusion-int8.tflite"
+    faces, reference = helen[0][:120], helen[1][:120]
+    written = choose_tflite_scope(
+        fusion_tflite, afw_calib, out, 0.25, reference, faces, "120 HELEN faces", "size", 12,
+        reference_name=fusion_onnx.name, timing_runs=60,
+    )  # fmt: skip
+    return out, written
+
+
+def test_tflite_scopes_hold_the_budget_and_are_what_their_names_say(tflite_chosen, helen):
+    out, written = tflite_chosen
+    rows = written[0]["quantization"]["search"]["candidates"]
+    assert {r["key"] for r in rows} == {"float-w8", "conv-w8", "conv-wf", "conv-dw-w8", "conv-dw-wf"}
+    faces, reference = helen[0][:120], helen[1][:120]
+    for k, m in enumerate(written):
+        path = candidate_path(out, k)
+        key = next(r["key"] for r in rows if r["rank"] == k + 1)
+        with runtimes.open(path) as rt:
+            d = drift(rt.predict(faces), reference)
+        assert d["mean"] == pytest.approx(m["verification"]["drift_mean_deg"], abs=1e-5) and d["mean"] <= 0.25
+        convs = _activation_types(path, "CONV_2D") | _activation_types(path, "DEPTHWISE_CONV_2D")
+        if key.startswith("float-"):
+            assert convs == {"float"}
+        if key.startswith("conv-dw-"):
+            assert _activation_types(path, "DEPTHWISE_CONV_2D") == {"int8"}
+    sizes = {r["key"]: r["size_bytes"] for r in rows}
+    # three quarters of the fusion's values are dense and capsule matrices: 4 bytes each, or 1
+    assert sizes["conv-wf"] - sizes["conv-w8"] > 2_000_000
+    ranked_sizes = [sizes[next(r["key"] for r in rows if r["rank"] == k + 1)] for k in range(len(written))]
+    assert ranked_sizes == sorted(ranked_sizes)  # objective size: smallest first
+    assert (out.parent / "fusion-int8.tflite.scopes.md").exists()
