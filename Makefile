@@ -9,7 +9,7 @@ FUSION_H5 := $(W)/fsanet_capsule_3_16_2_21_5/fsanet_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_var_capsule_3_16_2_21_5/fsanet_var_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_noS_capsule_3_16_2_192_5/fsanet_noS_capsule_3_16_2_192_5.h5
 
-.PHONY: setup main authors ports arm test test-unit lint clean default-model packaged-model
+.PHONY: setup main authors ports arm scopes test test-unit lint clean default-model packaged-model
 
 setup: $(VENV)/.installed
 
@@ -84,6 +84,20 @@ arm: setup
 	$(BIN)/fsanet arm $(ARM)/$(ARM_STEM).onnx $(ARM)/$(ARM_STEM)-int8.onnx $(ARM)/$(ARM_STEM).tflite \
 		$(ARM)/$(ARM_STEM)-int8.tflite --reference $(ARM)/$(ARM_STEM).onnx $(ARM_DRIFT) -n $(ARM_FACES) \
 		--cpu $(ARM_CPUS) -o $(ARM)/report
+
+# INT8 scopes chosen by timing them on this machine (fsanet export --int8-objective): the packaged
+# authors' fusion calibrated on 300 AFW faces, candidates judged on the HELEN faces, ONNX within
+# 0.15 degree and TFLite within 0.25 (the default budget's limit); the Pareto tables of this
+# machine in out/scopes/*.scopes.md. About 20 minutes on 2 cores. Needs ../shared/data.
+SCOPES := $(OUT)/scopes
+scopes: setup
+	$(BIN)/fsanet calib build $(SHARED)/real-faces/afw -n 300 -o $(SCOPES)/calib.npz
+	$(BIN)/fsanet export fsanet/models/fsanet-fusion-300wlp.pt --calib $(SCOPES)/calib.npz \
+		--faces $(SHARED)/real-faces/helen-trainset --to onnx-int8 --int8-max-drift 0.15 \
+		--int8-objective latency --candidates 3 -o $(SCOPES)
+	$(BIN)/fsanet export fsanet/models/fsanet-fusion-300wlp.pt --calib $(SCOPES)/calib.npz \
+		--faces $(SHARED)/real-faces/helen-trainset --to tflite-int8 --int8-max-drift 0.25 \
+		--int8-objective latency --candidates 3 -o $(SCOPES)
 
 # The model every command uses when given none: the FSA-Net authors' 300W-LP fusion (Apache-2.0,
 # fsanet/models/NOTICE), converted from their three .h5 files by the project's own importer, with
