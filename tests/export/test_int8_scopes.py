@@ -173,3 +173,19 @@ def test_tflite_scopes_hold_the_budget_and_are_what_their_names_say(tflite_chose
     ranked_sizes = [sizes[next(r["key"] for r in rows if r["rank"] == k + 1)] for k in range(len(written))]
     assert ranked_sizes == sorted(ranked_sizes)  # objective size: smallest first
     assert (out.parent / "fusion-int8.tflite.scopes.md").exists()
+
+
+def test_export_command_writes_the_best_tflite_scopes_and_their_report(fusion_checkpoint, shared_data, tmp_path):
+    from fsanet import calib
+
+    calib.build(shared_data / "real-faces" / "afw", 32, seed=0).save(tmp_path / "calib.npz")
+    out = tmp_path / "out"
+    argv = ["export", str(fusion_checkpoint), "--to", "tflite-int8", "--calib", str(tmp_path / "calib.npz"),
+            "--faces", str(shared_data / "real-faces" / "helen-trainset"), "--int8-max-drift", "0.5",
+            "--int8-objective", "size", "--candidates", "2", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    stem = fusion_checkpoint.stem
+    best, second = read_sidecar(out / f"{stem}-int8.tflite"), read_sidecar(out / f"{stem}-int8-2.tflite")
+    assert best["quantization"]["search"]["objective"] == "size" and best["verification"]["drift_mean_deg"] <= 0.5
+    assert best["size_bytes"] <= second["size_bytes"]
+    assert (out / f"{stem}-int8.tflite.scopes.md").exists() and not (out / f"{stem}-int8-3.tflite").exists()
