@@ -5,7 +5,7 @@ Measured on the authors' fusion (ONNX Runtime 1.32, Zen 3, `fsanet profile`): ON
 turns a convolution's Q/DQ into an int8 QLinearConv only where the convolution's output is
 quantized again, so 78 of its 102 quantized convolutions ran in float with their int8 weights
 dequantized on every call, and dequantizing the weight-only int8 capsule transform (590 k
-values) took a quarter of the run. What is fastest therefore depends on the runtime and the
+values) was the slowest node (17% of the kernel time). What is fastest therefore depends on the runtime and the
 machine, and is measured: every candidate scope is quantized by NNCF, judged on the real faces,
 and those within the drift budget are timed against the float file in one interleaved run
 (`benchmarks.bench.interleaved_latency`: hot and in the loop, batch 1, until each p50 is known
@@ -167,7 +167,7 @@ def _build(scope: Scope, float_layers, float_path: Path, calib, reference, verif
     return Candidate(scope, tuple(sorted(float_layers)), manifest, path, d, path.stat().st_size, model)
 
 
-def _recipe(full: Candidate, float_path: Path, verify, max_drift: float, progress=None) -> list[str] | None:
+def _recipe(full: Candidate, float_path: Path, verify, max_drift: float) -> list[str] | None:
     """`fsanet debug --max-drift`'s recipe on the full-scope candidate: the fewest layers, most
     harmful alone first, to keep float for the budget; [] when it holds already, None when no
     number of layers does."""
@@ -175,7 +175,7 @@ def _recipe(full: Candidate, float_path: Path, verify, max_drift: float, progres
         return []
     from fsanet.benchmarks.layer_drift import debug_onnx
 
-    result = debug_onnx(full.path, float_path, verify, min(RECIPE_FACES, len(verify)), progress, max_drift)
+    result = debug_onnx(full.path, float_path, verify, min(RECIPE_FACES, len(verify)), max_drift=max_drift)
     return result["recipe"]["float_layers"]
 
 
@@ -246,13 +246,12 @@ def time_candidates(
     return {"p50_hot_ms": p50["hot"]["float"], "p50_loop_ms": p50["loop"]["float"], "hot_rounds": hot_rounds}
 
 
-def ranked(candidates: list[Candidate], objective: str, max_drift: float) -> list[Candidate]:
-    """The candidates within the budget, best first: fastest hot p50 (latency) or smallest file
-    (size, ties by p50)."""
-    within = [c for c in candidates if c.drift["mean"] <= max_drift]
+def ranked(within: list[Candidate], objective: str) -> list[Candidate]:
+    """The timed candidates within the budget, best first: fastest hot p50 (latency) or smallest
+    file (size, ties by p50)."""
     if objective == "latency":
         return sorted(within, key=lambda c: (c.timing["p50_hot_ms"], c.size))
-    return sorted(within, key=lambda c: (c.size, c.timing["p50_hot_ms"] if c.timing else 0.0))
+    return sorted(within, key=lambda c: (c.size, c.timing["p50_hot_ms"]))
 
 
 def pareto(rows: list[dict]) -> list[dict]:
@@ -293,7 +292,6 @@ def select_and_write(
     `reference_name`: the file whose angles the drift was measured against. The
     search (table, machine, choice) goes into each manifest's `quantization.search` and into
     `<file>.scopes.md/.json` beside them."""
-    from fsanet.benchmarks.machine import fingerprint
     from fsanet.export.int8_scopes_report import write_report
 
     output = Path(output)
@@ -303,9 +301,8 @@ def select_and_write(
         raise ExportError(stage, f"no INT8 scope met a mean drift of {max_drift} degrees ({table})")
     float_timing = time_candidates(baseline, within, verify, progress, timing_runs)
     float_timing["file"] = Path(baseline).name
-    best = ranked(built, objective, max_drift)[:candidates]
-    search = _record(built, best, objective, max_drift, float_timing, verify_name, len(verify), fingerprint(1))
-    search["reference"] = reference_name
+    best = ranked(within, objective)[:candidates]
+    search = _record(built, best, objective, max_drift, float_timing, reference_name, verify_name, len(verify))
     write_report(search, output)
     return [_write(c, k, search, output, verify_name, len(verify)) for k, c in enumerate(best)]
 
@@ -315,7 +312,9 @@ def candidate_path(output: Path, rank: int) -> Path:
     return output if rank == 0 else output.with_name(f"{output.stem}-{rank + 1}{output.suffix}")
 
 
-def _record(built, best, objective, max_drift, float_timing, faces, count, machine) -> dict:
+def _record(built, best, objective, max_drift, float_timing, reference, faces, count) -> dict:
+    from fsanet.benchmarks.machine import fingerprint
+
     rows = pareto([c.row(max_drift) for c in built])
     rank = {c.scope.key: k + 1 for k, c in enumerate(best)}
     for r in rows:
@@ -324,10 +323,11 @@ def _record(built, best, objective, max_drift, float_timing, faces, count, machi
         "mode": "scopes",
         "objective": objective,
         "max_drift_deg": max_drift,
+        "reference": reference,
         "faces": faces,
         "count": int(count),
         "float": float_timing,
-        "machine": machine,
+        "machine": fingerprint(1),
         "candidates": rows,
         "chosen": best[0].scope.key,
     }

@@ -197,7 +197,6 @@ def quantize_onnx(
     verify_name: str = "",
     search: dict | None = None,
     float_layers: tuple[str, ...] = (),
-    weight_only: bool = True,
 ) -> dict:
     """Write an INT8 Q/DQ ONNX of `float_path` (an fsanet FP32 export) and its manifest.
 
@@ -208,7 +207,7 @@ def quantize_onnx(
     manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
     if verify is None:
         verify, verify_name = calib.crops, f"the {len(calib)} calibration faces"
-    model, quantization = int8_model(float_path, calib, keep_float, float_layers, weight_only)
+    model, quantization = int8_model(float_path, calib, keep_float, float_layers)
     return _write(model, manifest, quantization, search, calib, float_path, output, verify, verify_name)
 
 

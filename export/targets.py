@@ -48,7 +48,7 @@ class ExportJob:
     qat: bool = False
     trt_options: dict = field(default_factory=dict)  # build_engine keywords (dla_core, gpu_fallback)
     int8_float_layers: tuple[str, ...] = ()  # node names kept float (fsanet debug --max-drift's recipe)
-    int8_objective: str | None = None  # latency|size: the INT8 ONNX scope chosen by measurement
+    int8_objective: str | None = None  # latency|size: the INT8 ONNX/TFLite scope chosen by measurement
     candidates: int = 1  # with int8_objective: how many of the best scopes to write
     float_onnx: Path = field(init=False)
     built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
@@ -132,7 +132,8 @@ def export_targets(
     """Build every target; returns one summary row per target (skipped ones say why).
     `dla_core`/`gpu_fallback`: TensorRT engines on that DLA core (fsanet.export.trt_dla);
     `int8_float`: "fp16" builds tensorrt-int8 strongly typed with FP16 float parts.
-    `int8_objective`/`candidates`: the ONNX INT8 scope chosen by measurement (export.int8_scopes).
+    `int8_objective`/`candidates`: the INT8 ONNX/TFLite scope chosen by measurement
+    (export.int8_scopes, export.tflite_scopes).
     `progress(target)` is called as each target is done (a console stage's bar)."""
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint

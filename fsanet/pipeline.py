@@ -151,7 +151,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         result = run_bench(built, data, faces, float_onnx, bench_cfg, progress=stage)
         # with real faces, the budget's accuracy limits judge them (above); the synthetic heads'
         # MAE and drift are reported beside them, not judged twice on faces of another domain
-        judged = _without_accuracy(budget) if real else budget
+        judged = _limits(budget, accuracy=False) if real else budget
         violations = check(judged, result["artifacts"], cfg.budget)
         paths = write_reports(result, violations, out / "report")
         done = result["config"]["rounds_per_batch"]["1"]
@@ -188,8 +188,9 @@ def _bench_config(cfg: PipelineConfig):
     )  # fmt: skip
 
 
-def _without_accuracy(budget: dict) -> dict:
-    return {section: {k: v for k, v in keys.items() if k not in ACCURACY_LIMITS} for section, keys in budget.items()}
+def _limits(budget: dict, accuracy: bool) -> dict:
+    """The budget's accuracy limits (`ACCURACY_LIMITS`), or all its other limits."""
+    return {s: {k: v for k, v in keys.items() if (k in ACCURACY_LIMITS) == accuracy} for s, keys in budget.items()}
 
 
 def _open_real(cfg: PipelineConfig) -> dict:
@@ -231,8 +232,7 @@ def _judge_real(built: list[str], float_onnx: str, sets: dict, budget: dict, sou
         if "faces" in a:
             r["drift"] = drift(a["faces"], angles[ref]["faces"])
         results[name] = r
-    limits = {section: {k: v for k, v in keys.items() if k in ACCURACY_LIMITS} for section, keys in budget.items()}
-    violations = check(limits, results, source)
+    violations = check(_limits(budget, accuracy=True), results, source)
     what = {"data": "MAE on {} labelled faces", "faces": "drift on {} faces"}
     stage.done(", ".join(what[k].format(len(s)) for k, s in sets.items()) + f", {len(built)} files")
     return {
