@@ -11,12 +11,14 @@ and those within the drift budget are timed against the float file in one interl
 (`benchmarks.bench.interleaved_latency`: hot and in the loop, batch 1, until each p50 is known
 to +-3%). The objective picks among them; the Pareto table shows the rest.
 
-A candidate is a set of node names kept float (NNCF's ignored scope) and whether the large
-MatMul/Gemm constants are stored as int8 (weight-only): the conv trunk whole, the convolutions
-not feeding tanh (the chains ONNX Runtime can run as QLinearConv), or the pointwise
-convolutions only; with or without the layers `fsanet debug` ranks as the most harmful (its
-`--max-drift` recipe, computed here on the full-scope candidate); each with int8 or float
-matrix weights.
+A candidate is a set of node names kept float (NNCF's ignored scope) and where the large
+MatMul/Gemm constants live: the conv trunk whole, the convolutions not feeding tanh (the chains
+ONNX Runtime can run as QLinearConv), the pointwise convolutions only, or no convolution; with
+or without the layers `fsanet debug` ranks as the most harmful (its `--max-drift` recipe,
+computed here on the full-scope candidate); each with int8 matrix weights (dequantized in the
+graph), float matrix weights, or int8 matrix products (export.int8_products: the weights int8
+and the activations quantized per call, ONNX Runtime only). An int8-products candidate is its
+float-weights sibling with the products converted, so it costs no second NNCF run.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ CONVOLUTIONS = {  # which convolutions a candidate quantizes
     "all": "all convolutions",
     "relu": "convolutions not feeding tanh",
     "pw": "pointwise convolutions",
+    "none": "float convolutions",
+}
+MATRICES = {  # where the large MatMul/Gemm constants live
+    "w8": "int8 matrix weights",  # dequantized to float in the graph on every call
+    "wf": "float matrix weights",
+    "i8": "int8 matrix products",  # int8 x int8 with activations quantized per call (ONNX Runtime)
 }
 NON_FUSING = ("Tanh", "Sigmoid")  # activations ONNX Runtime keeps out of a QLinearConv (Relu it fuses)
 
@@ -50,16 +58,20 @@ class Scope:
 
     convolutions: str  # a key of CONVOLUTIONS
     recipe: bool  # the layers of `fsanet debug --max-drift`'s recipe float
-    weight_only: bool  # large MatMul/Gemm constants as int8 (dequantized in the graph)
+    matrices: str  # a key of MATRICES
+
+    @property
+    def weight_only(self) -> bool:
+        return self.matrices == "w8"
 
     @property
     def name(self) -> str:
         recipe = " less the recipe" if self.recipe else ""
-        return f"{CONVOLUTIONS[self.convolutions]}{recipe}, {'int8' if self.weight_only else 'float'} matrix weights"
+        return f"{CONVOLUTIONS[self.convolutions]}{recipe}, {MATRICES[self.matrices]}"
 
     @property
     def key(self) -> str:
-        return "-".join([self.convolutions, *(["recipe"] if self.recipe else []), "w8" if self.weight_only else "wf"])
+        return "-".join([self.convolutions, *(["recipe"] if self.recipe else []), self.matrices])
 
 
 @dataclass
@@ -79,6 +91,7 @@ class Candidate:
             "key": self.scope.key,
             "float_layers": len(self.float_layers) if isinstance(self.scope, Scope) else None,  # ONNX node names
             "weight_only": getattr(self.scope, "weight_only", None),
+            "matrices": getattr(self.scope, "matrices", None),
             "drift_mean_deg": self.drift["mean"],
             "drift_max_deg": self.drift["max"],
             "within_budget": bool(self.drift["mean"] <= max_drift),
@@ -152,19 +165,49 @@ def _split_float_model(float_path: Path):
 
 
 def _build(scope: Scope, float_layers, float_path: Path, calib, reference, verify, tmp: Path) -> Candidate:
-    import onnx
-    from fsanet.benchmarks.accuracy import drift
     from fsanet.export import artifact
     from fsanet.export.quantize import FLOAT_OPS, int8_model
 
     model, quantization = int8_model(float_path, calib, FLOAT_OPS, tuple(float_layers), scope.weight_only)
     manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
     manifest.update(quantization=dict(quantization, scope=scope.name), calibration=artifact.calibration_record(calib))
+    return _judged(scope, float_layers, model, manifest, reference, verify, tmp)
+
+
+def _judged(scope: Scope, float_layers, model, manifest: dict, reference, verify, tmp: Path) -> Candidate:
+    """The candidate of `model`: saved (manifest embedded) and its drift measured through ONNX Runtime."""
+    import onnx
+    from fsanet.benchmarks.accuracy import drift
+    from fsanet.export import artifact
+
     artifact.embed_onnx(model, manifest)
     path = tmp / f"{scope.key}.onnx"
     onnx.save(model, str(path))
     d = drift(artifact.predict(path, verify, STAGE), reference)
     return Candidate(scope, tuple(sorted(float_layers)), manifest, path, d, path.stat().st_size, model)
+
+
+def _products(source: Candidate | None, float_path: Path, reference, verify, tmp: Path) -> Candidate:
+    """The int8-products sibling of a float-weights candidate (`source`), or with None the float
+    convolutions of `float_path` with int8 products (no calibration: nothing else is quantized)."""
+    import onnx
+    from fsanet.export import artifact
+    from fsanet.export.int8_products import int8_products
+    from fsanet.export.quantize import WEIGHT_ONLY_MIN_VALUES
+
+    if source is None:
+        scope, model = Scope("none", False, "i8"), onnx.load(str(float_path))
+        layers = tuple(n.name for n in model.graph.node if n.op_type == "Conv")
+        manifest = artifact.derived_manifest(float_path, STAGE, precision="int8")
+        manifest.update(quantization={"method": "convolutions float", "weight_only_int8_values": 0}, calibration=None)
+    else:
+        scope = Scope(source.scope.convolutions, source.scope.recipe, "i8")
+        model, layers, manifest = source.model, source.float_layers, dict(source.manifest)
+    model, products = int8_products(model, WEIGHT_ONLY_MIN_VALUES)
+    q = manifest["quantization"]
+    method = f"{q['method']}; large MatMul/Gemm products int8, activations quantized per call (ONNX Runtime only)"
+    manifest["quantization"] = dict(q, method=method, scope=scope.name, **products)
+    return _judged(scope, layers, model, manifest, reference, verify, tmp)
 
 
 def _recipe(full: Candidate, float_path: Path, verify, max_drift: float) -> list[str] | None:
@@ -179,14 +222,17 @@ def _recipe(full: Candidate, float_path: Path, verify, max_drift: float) -> list
     return result["recipe"]["float_layers"]
 
 
-def build_candidates(float_path: Path, calib, verify, max_drift: float, tmp: Path, progress=None) -> list[Candidate]:
-    """Every candidate scope quantized and judged on `verify` against the float file."""
+def build_candidates(
+    float_path: Path, calib, verify, max_drift: float, tmp: Path, progress=None, products: bool = True
+) -> list[Candidate]:
+    """Every candidate scope quantized and judged on `verify` against the float file;
+    `products`: the int8-products candidates too (not for a file that must feed TensorRT)."""
     from fsanet.export import artifact
 
     reference = artifact.predict(float_path, verify, STAGE)
     split = _split_float_model(float_path)
     kept = {"all": (), "relu": convolutions_before_tanh(split), "pw": depthwise_convolutions(split)}
-    full = _build(Scope("all", False, True), (), float_path, calib, reference, verify, tmp)
+    full = _build(Scope("all", False, "w8"), (), float_path, calib, reference, verify, tmp)
     _tick(progress)
     recipe = _recipe(full, float_path, verify, max_drift)
     built = [full]
@@ -196,17 +242,22 @@ def build_candidates(float_path: Path, calib, verify, max_drift: float, tmp: Pat
         layers = set(kept[scope.convolutions]) | set(recipe if scope.recipe else ())
         built.append(_build(scope, layers, float_path, calib, reference, verify, tmp))
         _tick(progress)
+        if products and scope.matrices == "wf":
+            built.append(_products(built[-1], float_path, reference, verify, tmp))
+    if products:
+        built.append(_products(None, float_path, reference, verify, tmp))
     return built
 
 
 def scopes(with_recipe: bool) -> list[Scope]:
-    """The candidates: each conv scope with int8 and float matrix weights; with a recipe, the
-    full scope with and without it and the narrower scopes less it."""
+    """The candidates NNCF quantizes: each conv scope with int8 and float matrix weights; with a
+    recipe, the full scope with and without it and the narrower scopes less it."""
     return [
-        Scope(convs, recipe, weight_only)
+        Scope(convs, recipe, matrices)
         for convs in CONVOLUTIONS
+        if convs != "none"
         for recipe in ((False, True) if convs == "all" and with_recipe else (with_recipe,))
-        for weight_only in (True, False)
+        for matrices in ("w8", "wf")
     ]
 
 
@@ -268,15 +319,16 @@ def pareto(rows: list[dict]) -> list[dict]:
 
 def choose_scope(
     float_path, calib, output, max_drift: float, verify: np.ndarray, verify_name: str, objective: str,
-    candidates: int = 1, progress=None, timing_runs: int = TIMING_RUNS,
+    candidates: int = 1, progress=None, timing_runs: int = TIMING_RUNS, products: bool = True,
 ) -> list[dict]:  # fmt: skip
     """Build, judge and time every candidate ONNX scope; write the best (by `objective`, within
     the mean drift budget) as `output` and the next `candidates - 1` as `<stem>-2.onnx`, ... (see
     `select_and_write`). Returns the written files' manifests, best first. `timing_runs`: the
-    cap of timed calls per candidate and state."""
+    cap of timed calls per candidate and state; `products`: False leaves out the int8-products
+    candidates (ONNX Runtime only), for a file that feeds `--to tensorrt-int8` too."""
     float_path = Path(float_path)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_candidates(float_path, calib, verify, max_drift, Path(tmp), progress)
+        built = build_candidates(float_path, calib, verify, max_drift, Path(tmp), progress, products)
         return select_and_write(
             built, float_path, output, max_drift, verify, verify_name, objective, candidates, STAGE, float_path.name,
             progress, timing_runs,

@@ -50,6 +50,7 @@ class ExportJob:
     int8_float_layers: tuple[str, ...] = ()  # node names kept float (fsanet debug --max-drift's recipe)
     int8_objective: str | None = None  # latency|size: the INT8 ONNX/TFLite scope chosen by measurement
     candidates: int = 1  # with int8_objective: how many of the best scopes to write
+    targets: tuple[str, ...] = ()  # every target of this run
     float_onnx: Path = field(init=False)
     built: dict[str, Path] = field(default_factory=dict, init=False)  # target -> file, this run
     _tflite: Path | None = field(default=None, init=False)
@@ -158,7 +159,7 @@ def export_targets(
     job = ExportJob(
         Path(checkpoint_path), Path(out_dir), calib, verify, verify_name, int8_max_drift, int8_float_ops, qat,
         trt_options, int8_float_layers=tuple(int8_float_layers), int8_objective=int8_objective,
-        candidates=candidates,
+        candidates=candidates, targets=tuple(targets),
     )  # fmt: skip
     job.float_onnx = job.file("onnx")
     export_onnx(_float_checkpoint(job), job.float_onnx, verify, verify_name)
@@ -219,7 +220,7 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
 
         written = choose_scope(
             job.float_onnx, job.calib, out, job.int8_max_drift, job.verify, job.verify_name, job.int8_objective,
-            job.candidates,
+            job.candidates, products="tensorrt-int8" not in job.targets,  # TensorRT parses no dynamic int8 products
         )  # fmt: skip
         m = written[0]
     elif job.int8_max_drift is not None:

@@ -26,8 +26,13 @@ def parse_targets(text: str) -> tuple[str, ...]:
     return targets
 
 
-def _onnx(arts: list[layout.Artifact], precision: str) -> layout.Artifact | None:
-    return next((a for a in arts if a.path.suffix == ".onnx" and a.precision == precision), None)
+def tensorrt_source(arts: list[layout.Artifact], precision: str) -> layout.Artifact | None:
+    """The kit's first ONNX file of `precision` that TensorRT can parse (an INT8 file with ONNX
+    Runtime's dynamic int8 products, `fsanet export --int8-objective`'s `i8` scopes, is not one)."""
+    from fsanet.export.int8_products import runs_on_tensorrt
+
+    onnx = (a for a in arts if a.path.suffix == ".onnx" and a.precision == precision)
+    return next((a for a in onnx if precision != "int8" or runs_on_tensorrt(a.path)), None)
 
 
 def build_engines(bundle: layout.Bundle, targets, out_dir: Path, crops) -> list[layout.Artifact]:
@@ -40,7 +45,7 @@ def build_engines(bundle: layout.Bundle, targets, out_dir: Path, crops) -> list[
     from fsanet.export.tensorrt import TARGET_PRECISION, build_engine
 
     arts = bundle.artifacts()
-    float_onnx, int8_onnx = _onnx(arts, "fp32"), _onnx(arts, "int8")
+    float_onnx, int8_onnx = tensorrt_source(arts, "fp32"), tensorrt_source(arts, "int8")
     if float_onnx is None:
         raise DataError(f"{bundle.folder}: --build needs the FP32 ONNX in the kit; bundle it with the other files")
     built = []
@@ -60,8 +65,9 @@ def _calib(bundle: layout.Bundle):
     path = bundle.calib_path()
     if path is None:
         raise DataError(
-            f"{bundle.folder}: --build tensorrt-int8 needs the kit's INT8 ONNX (`fsanet export --to onnx-int8`) or a "
-            "calibration set (`fsanet bundle ... --calib calib.npz`); make the kit again with one of them"
+            f"{bundle.folder}: --build tensorrt-int8 needs a Q/DQ INT8 ONNX in the kit (`fsanet export --to "
+            "onnx-int8`) or a calibration set (`fsanet bundle ... --calib calib.npz`); make the kit again with one "
+            "of them"
         )
     from fsanet import calib
 

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from fsanet.benchmarks.accuracy import drift
+from fsanet.export.int8_products import runs_on_tensorrt
 from fsanet.export.int8_scopes import candidate_path, choose_scope, depthwise_convolutions, pareto
 from fsanet.export.int8_scopes_report import report_paths
 from onnx import numpy_helper
@@ -25,7 +26,7 @@ def chosen(fusion_onnx, afw_calib, helen, tmp_path_factory):
     out = tmp_path_factory.mktemp("scopes") / "fusion-int8.onnx"
     faces = helen[0][:120]
     # every candidate within the budget is written (K larger than their number), best first
-    written = choose_scope(fusion_onnx, afw_calib, out, BUDGET, faces, "120 HELEN faces", "latency", 12, timing_runs=60)
+    written = choose_scope(fusion_onnx, afw_calib, out, BUDGET, faces, "120 HELEN faces", "latency", 16, timing_runs=60)
     return out, written
 
 
@@ -79,7 +80,7 @@ def _weight_source(model, node):
     return "int8" if p is not None and p.op_type == "DequantizeLinear" else "float"
 
 
-def test_each_scope_is_what_its_name_says(chosen):
+def test_each_scope_is_what_its_name_says(chosen, fusion_onnx):
     out, written = chosen
     for k, m in enumerate(written):
         path = candidate_path(out, k)
@@ -95,9 +96,30 @@ def test_each_scope_is_what_its_name_says(chosen):
             tanh_inputs = {i for n in model.graph.node if n.op_type == "Tanh" for i in n.input}
             before_tanh = [n.name for n in convs if n.output[0] in tanh_inputs]
             assert len(before_tanh) == 21 and all(kinds[n] == "float" for n in before_tanh)
-        assert any(kinds[n.name] == "int8" for n in convs if n.name not in depthwise)  # pointwise convs in int8
+        pointwise = [kinds[n.name] for n in convs if n.name not in depthwise]
+        assert ("int8" in pointwise) == (not scope["key"].startswith("none-"))  # no convolution int8 in `none-`
         big_dq = m["quantization"]["weight_only_int8_values"]
         assert (big_dq > 800_000) == scope["weight_only"]
+        # int8 products: the large matrix weights stored as int8 for MatMulInteger, nothing float left of them
+        products = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+        assert (len(products) == 5) == (scope["matrices"] == "i8") and runs_on_tensorrt(path) == (not products)
+        if products:
+            assert m["quantization"]["int8_product_values"] > 800_000
+            assert path.stat().st_size < 0.5 * fusion_onnx.stat().st_size
+
+
+def test_the_int8_products_sit_on_the_capsule_transforms_and_the_mapping_layers(chosen):
+    out, written = chosen
+    rows = written[0]["quantization"]["search"]["candidates"]
+    keys = {r["key"] for r in rows}
+    # every float-weights scope has its int8-products sibling, and the float convolutions have theirs
+    assert {k[:-2] + "i8" for k in keys if k.endswith("-wf")} | {"none-i8"} == {k for k in keys if k.endswith("-i8")}
+    scopes = [m["quantization"]["scope"] for m in written]
+    k = scopes.index("float convolutions, int8 matrix products")
+    q = written[k]["quantization"]
+    # three capsule transforms (21, 21 and 192 capsules x 64 x 48) and two members' dense mappings (64 x 960)
+    assert len(q["int8_product_nodes"]) == 5 and q["int8_product_values"] == (21 + 21 + 192) * 64 * 48 + 2 * 64 * 960
+    assert written[k]["calibration"] is None  # activations are scaled per call: no calibration set
 
 
 def test_pareto_keeps_what_nothing_beats_in_drift_size_and_time():
@@ -189,3 +211,31 @@ def test_export_command_writes_the_best_tflite_scopes_and_their_report(fusion_ch
     assert best["quantization"]["search"]["objective"] == "size" and best["verification"]["drift_mean_deg"] <= 0.5
     assert best["size_bytes"] <= second["size_bytes"]
     assert (out / f"{stem}-int8.tflite.scopes.md").exists() and not (out / f"{stem}-int8-3.tflite").exists()
+
+
+def test_a_kit_builds_its_tensorrt_int8_engine_from_a_qdq_file_not_from_int8_products(chosen):
+    from fsanet.kit.engines import tensorrt_source
+    from fsanet.kit.layout import Artifact
+
+    out, written = chosen
+    files = [candidate_path(out, k) for k in range(len(written))]
+    products = [f for f, m in zip(files, written, strict=True) if "int8_product_nodes" in m["quantization"]]
+    qdq = [f for f in files if f not in products]
+    assert products and qdq
+    arts = [Artifact(f.name, f, "onnxruntime", "int8", None) for f in products + qdq]  # products listed first
+    assert tensorrt_source(arts, "int8").path == qdq[0]
+    assert tensorrt_source(arts[: len(products)], "int8") is None  # then the kit's calibration set is needed
+
+
+def test_an_export_that_feeds_tensorrt_too_leaves_out_the_int8_products(fusion_checkpoint, shared_data, tmp_path):
+    from fsanet import calib
+
+    calib.build(shared_data / "real-faces" / "afw", 32, seed=0).save(tmp_path / "calib.npz")
+    out = tmp_path / "out"
+    argv = ["export", str(fusion_checkpoint), "--to", "onnx-int8,tensorrt-int8", "--skip-unavailable",
+            "--calib", str(tmp_path / "calib.npz"), "--faces", str(shared_data / "real-faces" / "helen-trainset"),
+            "--int8-max-drift", "0.5", "--int8-objective", "size", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    best = out / f"{fusion_checkpoint.stem}-int8.onnx"
+    keys = {r["key"] for r in read_sidecar(best)["quantization"]["search"]["candidates"]}
+    assert len(keys) == 6 and not any(k.endswith("-i8") for k in keys) and runs_on_tensorrt(best)
