@@ -205,7 +205,7 @@ def _products(source: Candidate | None, float_path: Path, reference, verify, tmp
         model, layers, manifest = source.model, source.float_layers, dict(source.manifest)
     model, products = int8_products(model, WEIGHT_ONLY_MIN_VALUES)
     q = manifest["quantization"]
-    method = f"{q['method']}; large MatMul/Gemm products int8, activations quantized per call (ONNX Runtime only)"
+    method = f"{q['method']}; large MatMul products int8, activations quantized per call (ONNX Runtime only)"
     manifest["quantization"] = dict(q, method=method, scope=scope.name, **products)
     return _judged(scope, layers, model, manifest, reference, verify, tmp)
 
