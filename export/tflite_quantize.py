@@ -65,7 +65,8 @@ def graph_op_types(path: Path) -> dict[str, int]:
     return counts
 
 
-def _recipe(q, precision: str, static_ops: tuple[str, ...], weight_only: bool = True) -> None:
+def _recipe(q, precision: str, static_ops: tuple[str, ...], matrices: str = "w8") -> None:
+    """`matrices` (int8 only): the dense and capsule matrices' form, as export.int8_scopes.MATRICES."""
     from ai_edge_quantizer import qtyping
 
     if precision == "fp16":  # float16 weights, dequantized in the graph (TFLite's FP16 scheme)
@@ -74,8 +75,10 @@ def _recipe(q, precision: str, static_ops: tuple[str, ...], weight_only: bool = 
     elif precision == "dynamic-int8":
         q.add_dynamic_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 8)
     else:
-        for op in WEIGHT_ONLY_OPS if weight_only else ():
+        for op in WEIGHT_ONLY_OPS if matrices == "w8" else ():
             q.add_weight_only_config(".*", _op_name(op), 8)
+        for op in WEIGHT_ONLY_OPS if matrices == "i8" else ():
+            q.add_dynamic_config(".*", _op_name(op), 8)
         for op in static_ops:
             q.add_static_config(".*", _op_name(op), 8, 8)
 
@@ -95,11 +98,9 @@ def calibrate(float_path: Path, calib, ops: tuple[str, ...]):
     return q.calibrate(_calibration_data(float_path, calib), num_threads=os.cpu_count() or 1)
 
 
-def quantize_buffer(
-    float_path: Path, precision: str, static_ops: tuple[str, ...], qsvs, weight_only: bool = True
-) -> bytes:
+def quantize_buffer(float_path: Path, precision: str, static_ops: tuple[str, ...], qsvs, matrices: str = "w8") -> bytes:
     q = _quantizer(float_path)
-    _recipe(q, precision, static_ops, weight_only)
+    _recipe(q, precision, static_ops, matrices)
     result = q.quantize(qsvs if q.need_calibration else None, enable_progress_bar=False, enable_progress_report=False)
     return bytes(result.quantized_model)
 
@@ -151,7 +152,7 @@ def quantize_tflite(
         return artifact.write_copy(output, candidate, manifest)
 
 
-def describe(float_path: Path, precision: str, static_ops, search, weight_only: bool = True) -> dict:
+def describe(float_path: Path, precision: str, static_ops, search, matrices: str = "w8") -> dict:
     present = graph_op_types(float_path)
     if precision == "fp16":
         weights = {"float16 weights": ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"]}
@@ -160,8 +161,10 @@ def describe(float_path: Path, precision: str, static_ops, search, weight_only: 
     else:
         weights = {
             "int8 weights and activations": list(static_ops),
-            "int8 weights, float compute": list(WEIGHT_ONLY_OPS) if weight_only else [],
+            "int8 weights, float compute": list(WEIGHT_ONLY_OPS) if matrices == "w8" else [],
         }
+        if matrices == "i8":
+            weights["int8 weights, activations quantized at run time"] = list(WEIGHT_ONLY_OPS)
     quantized = {op for ops in weights.values() for op in ops}
     return dict(weights, float=sorted(op for op in present if op not in quantized), search=search)
 

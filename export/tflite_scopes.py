@@ -3,8 +3,11 @@
 `export.int8_scopes` (which holds the timing, ranking and writing both share).
 
 A candidate is the op types quantized statically (int8 weights and activations: none, the 3x3
-and 1x1 convolutions, or those and the depthwise ones) and whether the dense and capsule matrices
-keep int8 weights with float compute (weight-only). One calibration covers them all. Each is
+and 1x1 convolutions, or those and the depthwise ones) and where the dense and capsule matrices
+(FULLY_CONNECTED, BATCH_MATMUL) live: int8 weights with float compute (weight-only: XNNPACK
+turns them into float when it loads the file), float, or int8 products with the activations
+quantized per call (dynamic range: int8 x int8 kernels at run time, no calibration). One
+calibration covers them all. Each is
 judged on the --faces against the float ONNX, and those within the budget are timed on LiteRT
 against the FP32 TFLite file in one interleaved run.
 """
@@ -24,23 +27,29 @@ STATIC_SETS = ((), ("CONV_2D",), ("CONV_2D", "DEPTHWISE_CONV_2D"))
 @dataclass(frozen=True)
 class TfliteScope:
     static_ops: tuple[str, ...]
-    weight_only: bool  # FULLY_CONNECTED / BATCH_MATMUL weights as int8, float compute
+    matrices: str  # a key of export.int8_scopes.MATRICES: w8 (weight-only), wf (float), i8 (dynamic range)
+
+    @property
+    def weight_only(self) -> bool:
+        return self.matrices == "w8"
 
     @property
     def name(self) -> str:
+        from fsanet.export.int8_scopes import MATRICES
+
         convs = {0: "float convolutions", 1: "int8 convolutions", 2: "int8 convolutions and depthwise"}
-        return f"{convs[len(self.static_ops)]}, {'int8' if self.weight_only else 'float'} matrix weights"
+        return f"{convs[len(self.static_ops)]}, {MATRICES[self.matrices]}"
 
     @property
     def key(self) -> str:
-        return f"{['float', 'conv', 'conv-dw'][len(self.static_ops)]}-{'w8' if self.weight_only else 'wf'}"
+        return f"{['float', 'conv', 'conv-dw'][len(self.static_ops)]}-{self.matrices}"
 
 
 def scopes(present: dict[str, int]) -> list[TfliteScope]:
-    """Every static set whose op types the file has, with and without weight-only matrices (not
-    the all-float one: that is the FP32 file)."""
+    """Every static set whose op types the file has, with each form of the matrices (not the
+    all-float one: that is the FP32 file)."""
     sets = [s for s in STATIC_SETS if all(op in present for op in s)]
-    return [TfliteScope(s, w) for s in sets for w in (True, False) if s or w]
+    return [TfliteScope(s, m) for s in sets for m in ("w8", "wf", "i8") if s or m != "wf"]
 
 
 def build_candidates(float_tflite: Path, calib, reference: np.ndarray, verify: np.ndarray, tmp: Path) -> list:
@@ -57,12 +66,12 @@ def build_candidates(float_tflite: Path, calib, reference: np.ndarray, verify: n
     for scope in scopes(present):
         manifest = artifact.derived_manifest(float_tflite, STAGE, precision="int8")
         manifest["tools"] = dict(manifest["tools"] or {}, **{"ai-edge-quantizer": version("ai-edge-quantizer")})
-        quantization = describe(float_tflite, "int8", scope.static_ops, None, scope.weight_only)
+        quantization = describe(float_tflite, "int8", scope.static_ops, None, scope.matrices)
         manifest.update(
             quantization=dict(quantization, scope=scope.name), calibration=artifact.calibration_record(calib)
         )
         path = tmp / f"{scope.key}.tflite"
-        path.write_bytes(quantize_buffer(float_tflite, "int8", scope.static_ops, qsvs, scope.weight_only))
+        path.write_bytes(quantize_buffer(float_tflite, "int8", scope.static_ops, qsvs, scope.matrices))
         d = drift(artifact.predict(path, verify, STAGE, manifest), reference)
         built.append(Candidate(scope, (), manifest, path, d, path.stat().st_size))
     return built

@@ -147,17 +147,30 @@ def test_export_refuses_an_objective_it_cannot_honour(fusion_checkpoint, tmp_pat
 INT8 = 9  # TFLite schema TensorType.INT8
 
 
-def _activation_types(path, op_name: str) -> set[str]:
-    """'int8' / 'float' for the first input of every `op_name` op of a TFLite file."""
+def _input_types(path, op_names: tuple[str, ...], inputs: int = 1) -> list[tuple[str, ...]]:
+    """For the first `inputs` inputs of every op of the `op_names` types of a TFLite file: 'int8'
+    or 'float', and '+const' where the tensor is stored in the file (a weight). DEQUANTIZE has
+    no name in the quantizer's table: builtin code 6."""
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     model = tfl.read_model(str(path))
-    graph, found = model.subgraphs[0], set()
+    graph, found = model.subgraphs[0], []
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
-        if tfl.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode)) == op_name:
-            found.add("int8" if graph.tensors[op.inputs[0]].type == INT8 else "float")
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if tfl.TFL_OP_CODE_TO_NAME.get(builtin, "DEQUANTIZE" if builtin == 6 else None) in op_names:
+            tensors = [graph.tensors[i] for i in op.inputs[:inputs]]
+            found.append(tuple(_kind(t, model.buffers[t.buffer]) for t in tensors))
     return found
+
+
+def _kind(tensor, buffer) -> str:
+    stored = buffer.data is not None and len(buffer.data) > 0 or bool(getattr(buffer, "size", 0))
+    return ("int8" if tensor.type == INT8 else "float") + ("+const" if stored else "")
+
+
+def _activation_types(path, op_name: str) -> set[str]:
+    return {types[0].removesuffix("+const") for types in _input_types(path, (op_name,))}
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +189,9 @@ def tflite_chosen(fusion_tflite, fusion_onnx, afw_calib, helen, tmp_path_factory
 def test_tflite_scopes_hold_the_budget_and_are_what_their_names_say(tflite_chosen, helen):
     out, written = tflite_chosen
     rows = written[0]["quantization"]["search"]["candidates"]
-    assert {r["key"] for r in rows} == {"float-w8", "conv-w8", "conv-wf", "conv-dw-w8", "conv-dw-wf"}
+    assert {r["key"] for r in rows} == {
+        "float-w8", "float-i8", "conv-w8", "conv-wf", "conv-i8", "conv-dw-w8", "conv-dw-wf", "conv-dw-i8"
+    }  # fmt: skip
     faces, reference = helen[0][:120], helen[1][:120]
     for k, m in enumerate(written):
         path = candidate_path(out, k)
@@ -189,9 +204,19 @@ def test_tflite_scopes_hold_the_budget_and_are_what_their_names_say(tflite_chose
             assert convs == {"float"}
         if key.startswith("conv-dw-"):
             assert _activation_types(path, "DEPTHWISE_CONV_2D") == {"int8"}
+        matrices = [w for _, w in _input_types(path, ("FULLY_CONNECTED", "BATCH_MATMUL"), 2)]
+        dequantized_weights = _input_types(path, ("DEQUANTIZE",)).count(("int8+const",))
+        if key.endswith("-i8"):  # dynamic range: float activations times int8 weights, in the op itself
+            # the capsule transforms and the dense mappings (the routing products have no weight)
+            assert matrices.count("int8+const") >= 5 and "float+const" not in matrices and not dequantized_weights
+        elif key.endswith("-w8"):  # weight-only: int8 weights dequantized, then the float op
+            assert "int8+const" not in matrices and "float+const" not in matrices and dequantized_weights >= 5
+        else:
+            assert "float+const" in matrices and not dequantized_weights
     sizes = {r["key"]: r["size_bytes"] for r in rows}
     # three quarters of the fusion's values are dense and capsule matrices: 4 bytes each, or 1
     assert sizes["conv-wf"] - sizes["conv-w8"] > 2_000_000
+    assert abs(sizes["conv-i8"] - sizes["conv-w8"]) < 100_000  # the same int8 matrices, stored once
     ranked_sizes = [sizes[next(r["key"] for r in rows if r["rank"] == k + 1)] for k in range(len(written))]
     assert ranked_sizes == sorted(ranked_sizes)  # objective size: smallest first
     assert (out.parent / "fusion-int8.tflite.scopes.md").exists()
