@@ -534,8 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8-objective",
         choices=("latency", "size"),
         help="INT8 ONNX/TFLite with --int8-max-drift: build candidate scopes (which convolutions, the debug "
-        "recipe, float or int8 matrix weights), time those within the budget here, keep the fastest (or smallest); "
-        "<file>.scopes.md holds the Pareto table",
+        "recipe, the matrices as int8 weights, float weights or int8 products), time those within the budget "
+        "here, keep the fastest (or smallest); <file>.scopes.md holds the Pareto table",
     )
     s.add_argument(
         "--candidates",
