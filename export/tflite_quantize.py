@@ -152,8 +152,10 @@ def quantize_tflite(
         return artifact.write_copy(output, candidate, manifest)
 
 
-def describe(float_path: Path, precision: str, static_ops, search, matrices: str = "w8") -> dict:
-    present = graph_op_types(float_path)
+def describe(float_path: Path, precision: str, static_ops, search, matrices: str = "w8", present=None) -> dict:
+    """The manifest's `quantization`: which op types hold which form. `present`: the float file's
+    op types when the caller has them already (graph_op_types)."""
+    present = graph_op_types(float_path) if present is None else present
     if precision == "fp16":
         weights = {"float16 weights": ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"]}
     elif precision == "dynamic-int8":

@@ -66,7 +66,7 @@ def build_candidates(float_tflite: Path, calib, reference: np.ndarray, verify: n
     for scope in scopes(present):
         manifest = artifact.derived_manifest(float_tflite, STAGE, precision="int8")
         manifest["tools"] = dict(manifest["tools"] or {}, **{"ai-edge-quantizer": version("ai-edge-quantizer")})
-        quantization = describe(float_tflite, "int8", scope.static_ops, None, scope.matrices)
+        quantization = describe(float_tflite, "int8", scope.static_ops, None, scope.matrices, present)
         manifest.update(
             quantization=dict(quantization, scope=scope.name), calibration=artifact.calibration_record(calib)
         )
