@@ -7,9 +7,8 @@ and 1x1 convolutions, or those and the depthwise ones) and where the dense and c
 (FULLY_CONNECTED, BATCH_MATMUL) live: int8 weights with float compute (weight-only: XNNPACK
 turns them into float when it loads the file), float, or int8 products with the activations
 quantized per call (dynamic range: int8 x int8 kernels at run time, no calibration). One
-calibration covers them all. Each is
-judged on the --faces against the float ONNX, and those within the budget are timed on LiteRT
-against the FP32 TFLite file in one interleaved run.
+calibration covers them all. Each is judged on the --faces against the float ONNX, and those
+within the budget are timed on LiteRT against the FP32 TFLite file in one interleaved run.
 """
 
 from __future__ import annotations
