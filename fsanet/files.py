@@ -7,7 +7,11 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
+
+from fsanet.errors import DataError
+from fsanet.limits import MAX_ARRAY_BYTES
 
 
 def sha256(path: str | Path) -> str:
@@ -55,3 +59,55 @@ def finite_or_none(obj):
 def json_text(obj, **kwargs) -> str:
     """Strict JSON (non-finite numbers as null), indented, with a final newline."""
     return json.dumps(finite_or_none(obj), indent=2, allow_nan=False, **kwargs) + "\n"
+
+
+def regular_file(path: str | Path, what: str = "file") -> Path:
+    """`path` if it is a regular file (a symlink to one included); a FIFO, a device or a socket
+    would block a read forever or never end, so it is refused like a missing file."""
+    path = Path(path)
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "missing"
+        raise DataError(f"{path}: {kind}; give a {what} (a regular file)")
+    return path
+
+
+def read_npz(path: str | Path, *, max_bytes: int = MAX_ARRAY_BYTES, what: str = ".npz file") -> dict:
+    """Every array of the `.npz` file `path`, by field name, after each member's header was read
+    and checked: numeric or string data only (no pickled objects), and no more bytes than the
+    member holds and than `max_bytes` (a header claiming a billion faces is refused before any
+    allocation). Any damage is a DataError naming the file and the field."""
+    import numpy as np
+
+    path = regular_file(path, what)
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                _check_member(path, z, info, max_bytes)
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        raise DataError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
+
+
+def _check_member(path: Path, z: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> None:
+    import numpy as np
+    from numpy.lib import format as npy
+
+    field = info.filename.removesuffix(".npy")
+    if not info.filename.endswith(".npy"):
+        raise DataError(f"{path}: member {info.filename!r} is not an .npy array; an .npz holds arrays only")
+    with z.open(info) as f:
+        try:
+            version = npy.read_magic(f)
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read(f)
+        except (ValueError, SyntaxError, TypeError) as e:
+            raise DataError(f"{path}: field {field!r} has a damaged array header ({e})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: field {field!r} holds Python objects ({dtype}); only numeric or text arrays are read")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > min(max_bytes, info.file_size):
+        bound = f"{info.file_size:,} bytes it holds" if declared <= max_bytes else f"the bound of {max_bytes:,} bytes"
+        raise DataError(f"{path}: field {field!r} declares shape {shape} ({declared:,} bytes), more than {bound}")
