@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsanet.errors import DataError
+from fsanet.files import read_bounded
 
 # key -> (where in an artifact's results, what it means)
 LIMITS = {
@@ -56,6 +57,7 @@ RATIO_CI = "max_p50_ratio_ci"
 RATIO_LOOP = "max_p50_loop_ratio"
 RATIO_INSTR = "max_instructions_ratio"
 RATIO_KEYS = (RATIO, RATIO_CI, RATIO_LOOP, RATIO_INSTR)
+MAX_LIMIT = 1e15  # no limit of a budget (degrees, ms, MB, ratios) is anywhere near this
 
 
 @dataclass(frozen=True)
@@ -93,16 +95,20 @@ def budget_path(name: str | Path) -> Path:
 
 def load_budget(path: str | Path) -> dict[str, dict[str, float]]:
     path = budget_path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder; --budget takes a TOML file or a shipped name (default, ports)")
+    if not path.exists():
+        raise DataError(f"{path}: no such budget file (give a TOML file or a shipped name: default, ports)")
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such budget file (give a TOML file or a shipped name: default, ports)") from None
+        data = tomllib.loads(
+            read_bounded(path, "budget: a TOML file or a shipped name (default, ports)").decode("utf-8")
+        )
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text file; a budget is TOML, like [all] max_drift = 0.25") from None
     except tomllib.TOMLDecodeError as e:
         raise DataError(f"{path}: not valid TOML ({e})") from e
+    except RecursionError:  # arrays nested thousands deep: a budget has two levels
+        raise DataError(
+            f"{path}: not a budget: nested too deep; limits are numbers or {{ artifact = number }}"
+        ) from None
     except OSError as e:
         raise DataError(f"{path}: cannot read the budget file ({e.strerror})") from e
     budget = {}
@@ -130,7 +136,11 @@ def _floats(value):
 def _number(path, section: str, key: str, value) -> None:
     """A limit is a finite number >= 0 (a ratio > 0): `nan` would switch its own check off."""
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise DataError(f"{path}: [{section}] {key} must be a number, got {value!r}")
+        raise DataError(f"{path}: [{section}] {key} must be a number, got {str(value)[:40]!r}")
+    if isinstance(value, int) and abs(value) > MAX_LIMIT:  # a float() of a 400-digit integer overflows
+        raise DataError(
+            f"{path}: [{section}] {key} must be at most {MAX_LIMIT:g}, got a {len(str(value))}-digit integer"
+        )
     if not math.isfinite(value):
         raise DataError(f"{path}: [{section}] {key} must be a finite number, got {value}")
     ratio = key.split(".")[0] in RATIO_KEYS

@@ -66,6 +66,10 @@ def load_pair(int8_path: str | Path, float_path: str | Path):
     import onnx
     from fsanet.export.split_depthwise import split_image_depthwise
 
+    from fsanet.manifest import read_sidecar
+
+    for path in (int8_path, float_path):  # as every runtime does: a file changed since export is refused
+        read_sidecar(path)
     int8, ref = onnx.load(str(int8_path)), onnx.load(str(float_path))
     if not any(n.op_type in QDQ for n in int8.graph.node):
         raise DataError(f"{int8_path}: no QuantizeLinear/DequantizeLinear nodes; give the INT8 Q/DQ ONNX (-int8.onnx)")

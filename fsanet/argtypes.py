@@ -6,22 +6,35 @@ from __future__ import annotations
 import argparse
 import math
 
+from fsanet.limits import MAX_BATCH, MAX_FACES
+
 
 def integer(low: int, high: int | None = None):
     """An int in [low, high]."""
-    bounds = f">= {low}" if high is None else f"from {low} to {high}"
+    bounds = f">= {low}" if high is None else f"from {low} to {high:,}"
 
     def parse(text: str) -> int:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {shown!r}") from None
         if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {shown}")
         return value
 
     parse.__name__ = "integer"
     return parse
+
+
+def count(text: str) -> int:
+    """A number of faces: 1 to fsanet.limits.MAX_FACES."""
+    return integer(1, MAX_FACES)(text)
+
+
+def batch(text: str) -> int:
+    """A batch size: 1 to fsanet.limits.MAX_BATCH."""
+    return integer(1, MAX_BATCH)(text)
 
 
 def positive_float(text: str) -> float:
@@ -35,9 +48,9 @@ def positive_float(text: str) -> float:
     return value
 
 
-def integer_list(low: int = 1):
-    """'1,32' -> (1, 32): a comma-separated list of ints >= low, at least one."""
-    one = integer(low)
+def integer_list(low: int = 1, high: int | None = None):
+    """'1,32' -> (1, 32): a comma-separated list of ints in [low, high], at least one."""
+    one = integer(low, high)
 
     def parse(text: str) -> tuple[int, ...]:
         parts = [p.strip() for p in text.split(",")]

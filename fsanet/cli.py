@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fsanet import __version__
-from fsanet.argtypes import float_pair, integer, integer_list, milestones, positive_float
+from fsanet.argtypes import batch, count, float_pair, integer, integer_list, milestones, positive_float
 from fsanet.errors import DataError, FsanetError, Terminated
+from fsanet.limits import MAX_BATCH
 from fsanet.packaged import DEFAULT_HELP
 from fsanet.paths import check_inputs_exist, check_output_dir, check_output_file
 
@@ -184,6 +185,7 @@ def _profile(args) -> int:
 
 
 def _debug(args) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from fsanet.benchmarks.layer_drift import debug_onnx
@@ -195,7 +197,10 @@ def _debug(args) -> int:
     for path, option in ((args.model, "INT8_ARTIFACT"), (args.reference, "--reference")):
         if Path(path).suffix.lower() != ".onnx":
             raise DataError(f"debug: {option} {path} is not an ONNX file; layer-wise drift reads ONNX Q/DQ graphs")
-    crops = open_faces(args.faces).images()[: args.count]
+    faces = open_faces(args.faces)
+    if len(faces) == 0:
+        raise DataError(f"debug: --faces {args.faces}: no faces found")
+    crops = np.stack([faces.load(i) for i in range(min(args.count, len(faces)))])  # the first N only
     with tqdm(desc="debug", unit="layer", disable=None) as bar:
         result = debug_onnx(args.model, args.reference, crops, args.alone_faces, bar, args.max_drift)
     paths = write_reports(result, args.output)
@@ -208,12 +213,9 @@ def _peak_gflops(text: str) -> float | str:
     if text == "measure":
         return text
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of GFLOP/s or 'measure', not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"a positive finite number of GFLOP/s or 'measure', not {text!r}") from None
 
 
 def _bench(args) -> int:
@@ -567,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     calib_sub = s.add_subparsers(dest="calib_command", required=True)
     c = calib_sub.add_parser("build", help="draw N faces from a dataset or photo folder into calib.npz")
     c.add_argument("source", help="labelled set (stratified over yaw), folder with .pts, or plain photos (detector)")
-    c.add_argument("-n", "--count", type=integer(1), default=512)
+    c.add_argument("-n", "--count", type=count, default=512)
     c.add_argument("--seed", type=integer(0), default=0)
     c.add_argument("--bins", type=integer(1), default=6, help="yaw bins for stratified sampling of labelled sets")
     c.add_argument("--detector", help="plain photos: haar (default), haar:XML, lbp:XML or yunet:ONNX (as in demo)")
@@ -613,7 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", help="artifact that drift is measured against (added to the run)")
     s.add_argument("--budget", help="TOML budget; a violated limit exits 1")
     s.add_argument(
-        "--batch", type=integer_list(1), default=B["batches"], help="batch sizes, first one for the headline numbers"
+        "--batch",
+        type=integer_list(1, MAX_BATCH),
+        default=B["batches"],
+        help="batch sizes, first one for the headline numbers",
     )
     s.add_argument("--threads", type=integer(1, 1024), default=B["threads"])
     s.add_argument("--runs", type=integer(1), default=B["runs"])
@@ -652,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="ONNX file (foreign ones as FILE@nhwc|nchw,bgr|rgb,raw|mean=M,std=S) or .engine")
     s.add_argument("--faces", help="real faces to run on (folder with .pts)")
     s.add_argument("--data", help="or a labelled set (AFLW2000 folder, .npz, ...)")
-    s.add_argument("--batch", type=integer(1), default=1)
+    s.add_argument("--batch", type=batch, default=1)
     s.add_argument("--threads", type=integer(1, 1024), default=1)
     s.add_argument("--runs", type=integer(1), default=200)
     s.add_argument("--warmup", type=integer(0), default=30)
@@ -674,9 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="the INT8 Q/DQ ONNX (-int8.onnx)")
     s.add_argument("--reference", required=True, help="the float ONNX it was quantized from")
     s.add_argument("--faces", required=True, help="real faces (folder with .pts, labelled set, synthetic:N[:seed])")
-    s.add_argument("-n", "--count", type=integer(1), default=200, help="faces to compare on (the first N)")
+    s.add_argument("-n", "--count", type=count, default=200, help="faces to compare on (the first N)")
     s.add_argument(
-        "--alone-faces", type=integer(1), help="faces for the layer-alone drift (default: all --count faces)"
+        "--alone-faces", type=count, help="faces for the layer-alone drift (default: all --count faces)"
     )
     s.add_argument(
         "--max-drift",
@@ -699,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--milestones", type=milestones, default=T["milestones"], help="epochs after which the lr is multiplied by 0.1"
     )
-    s.add_argument("--batch", type=integer(1), help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
+    s.add_argument("--batch", type=batch, help="global batch (default: 16 for protocol 1, 8 for protocol 2)")
     s.add_argument("--seed", type=integer(0), default=T["seed"])
     s.add_argument(
         "--scale", type=float_pair, default=T["scale_range"], help="random box scale range of the augmentation"
@@ -736,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_fuse)
 
     s = sub.add_parser("synth", help="procedural heads with exact pose labels -> official .npz (no download)")
-    s.add_argument("-n", "--count", type=integer(1), default=2000, help="number of heads")
+    s.add_argument("-n", "--count", type=count, default=2000, help="number of heads")
     s.add_argument("--seed", type=integer(0), default=0, help="head i depends only on (seed, i)")
     s.add_argument("--size", type=integer(64), default=128, help="side of the full render the 64x64 crop is cut from")
     s.add_argument("--workers", type=integer(1), default=1, help="rendering processes (same bytes for any number)")
@@ -754,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calib", default=P["calib"], help="calibration faces: labelled set, photo folder, "
                    "synthetic:N[:seed], or a calib .npz")  # fmt: skip
     s.add_argument(
-        "--calib-count", type=integer(1), default=P["calib_count"], help="faces drawn into the calibration set"
+        "--calib-count", type=count, default=P["calib_count"], help="faces drawn into the calibration set"
     )
     s.add_argument("--data", default=P["data"], help="labelled faces for MAE")
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
@@ -776,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bundle", help="a self-contained kit that proves a device: artifacts, golden faces, budget")
     s.add_argument("artifacts", nargs="+", help="artifacts (.onnx, .tflite, .pt); foreign files as FILE@nhwc,bgr,raw")
     s.add_argument("--faces", help="golden faces: folder with .pts, labelled set or .npz (default: synthetic heads)")
-    s.add_argument("--count", type=integer(1), default=200, help="golden faces (spread over --faces; synthetic: drawn)")
+    s.add_argument("--count", type=count, default=200, help="golden faces (spread over --faces; synthetic: drawn)")
     s.add_argument("--seed", type=integer(0), default=0, help="seed of the synthetic golden heads")
     s.add_argument("--reference", help="float reference for the golden angles (default: the FP32 ONNX given)")
     s.add_argument("--budget", default="default", help="TOML budget or a shipped name (default, ports)")
@@ -803,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("artifacts", nargs="+", help=".onnx and .tflite files (FP32 and INT8) to run on Arm")
     s.add_argument("--reference", required=True, help="the float ONNX; its angles on x86 are the yardstick")
     s.add_argument("--faces", required=True, help="the kit's golden set: real faces (folder, .npz), synthetic:N:SEED")
-    s.add_argument("-n", "--count", type=integer(1), default=200, help="faces drawn from --faces, evenly spread")
+    s.add_argument("-n", "--count", type=count, default=200, help="faces drawn from --faces, evenly spread")
     s.add_argument("--cpu", default="cortex-a53,cortex-a72,neoverse-n1,max", help="qemu CPU models, comma-separated")
     s.add_argument("--budget", default="default", help="TOML budget, judged per CPU model (default: the shipped one)")
     s.add_argument("--cache", default="build/arm", help="where the arm64 userland, qemu and wheels are kept")

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from fsanet.errors import DataError
-from fsanet.limits import MAX_ARRAY_BYTES
+from fsanet.limits import MAX_ARRAY_BYTES, MAX_JSON_BYTES
 
 
 def sha256(path: str | Path) -> str:
@@ -66,9 +66,20 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     would block a read forever or never end, so it is refused like a missing file."""
     path = Path(path)
     if not path.is_file():
-        kind = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "missing"
-        raise DataError(f"{path}: {kind}; give a {what} (a regular file)")
+        kind = "is a folder" if path.is_dir() else "is a FIFO, device or socket" if path.exists() else "does not exist"
+        raise DataError(f"{path}: {kind}, not a regular file; give a {what}")
     return path
+
+
+def read_bounded(path: str | Path, what: str = "file", max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of the regular file `path`, refused when it holds more than `max_bytes` (a
+    budget or a manifest is small; /dev/zero or a runaway file must not fill the memory)."""
+    path = regular_file(path, what)
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise DataError(f"{path}: larger than the bound of {max_bytes:,} bytes for a {what}")
+    return data
 
 
 def read_npz(path: str | Path, *, max_bytes: int = MAX_ARRAY_BYTES, what: str = ".npz file") -> dict:

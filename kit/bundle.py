@@ -51,7 +51,7 @@ class Source:
 def _source(spec: str, known: list[Source]) -> Source:
     """The Source of one artifact argument: the one already in `known` for the same file, else a
     new one appended to it (file names must differ: they name artifacts in the budget)."""
-    from fsanet.runtimes import backend_of, split_spec
+    from fsanet.runtimes import backend_of, partition_spec, split_spec
 
     from fsanet.manifest import sidecar_path
 
@@ -75,7 +75,7 @@ def _source(spec: str, known: list[Source]) -> Source:
             "by file name in the kit and its budget: rename one"
         )
     side = sidecar_path(path)
-    fmt = str(spec).partition("@")[2] or None
+    fmt = partition_spec(spec)[1]
     known.append(Source(str(spec), path, fmt, backend, sidecar=side if side.is_file() else None))
     return known[-1]
 

@@ -6,13 +6,14 @@ a file of its kind is opened, and says which extra to install when it is missing
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fsanet.runtimes.base import InputFormat, Runtime, TensorSpec
 
 from fsanet.errors import DataError
 
-__all__ = ["InputFormat", "Runtime", "TensorSpec", "model_file", "open", "preload", "split_spec"]
+__all__ = ["InputFormat", "Runtime", "TensorSpec", "model_file", "open", "partition_spec", "preload", "split_spec"]
 
 BACKENDS = {".onnx": "onnxruntime", ".pt": "torch", ".tflite": "tflite", ".engine": "tensorrt", ".plan": "tensorrt"}
 MAX_THREADS = 1024
@@ -27,15 +28,26 @@ CPU = {"provider": "cpu", "device": "cpu"}
 NOT_ASKED = {"cuda_graph": False, "gpu_timing": False}  # the other backends' way anyway
 
 
+def partition_spec(model: str | Path) -> tuple[str, str | None]:
+    """(file, format or None) of a model argument (the one place that splits it): the format
+    follows the last '@' outside any folder name, and a file that exists as named has none
+    (`at@dir/model.onnx`, `model@v2.onnx`)."""
+    text = str(model)
+    head, sep, tail = text.rpartition("@")
+    if not sep or "/" in tail or os.sep in tail or os.path.exists(text):
+        return text, None
+    return head, tail
+
+
 def model_file(model: str | Path) -> Path:
-    """The file of a model argument, without its `@format` (the one place that splits it)."""
-    return Path(str(model).partition("@")[0])
+    """The file of a model argument, without its `@format`."""
+    return Path(partition_spec(model)[0])
 
 
 def split_spec(model: str | Path) -> tuple[str, InputFormat | None]:
     """'file.onnx@nhwc,bgr,raw' -> ('file.onnx', InputFormat(...)); no '@': no format given."""
-    _, sep, spec = str(model).partition("@")
-    return str(model_file(model)), (InputFormat.parse(spec) if sep else None)
+    file, spec = partition_spec(model)
+    return file, (InputFormat.parse(spec) if spec is not None else None)
 
 
 def backend_of(path: str | Path) -> str:
