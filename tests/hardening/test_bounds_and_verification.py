@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fsanet.benchmarks.budget import load_budget
+
 from fsanet.cli import main
 from fsanet.errors import DataError
 from fsanet.limits import MAX_BATCH, MAX_FACES
