@@ -72,19 +72,21 @@ def crops_sha256(crops: np.ndarray) -> str:
 
 
 def load(path: str | Path) -> CalibrationSet:
+    """A calibration set written by `save`, checked before use: each array's header before any
+    allocation (`files.read_npz`), 1 to MAX_FACES uint8 crops, the sha256 of its manifest."""
+    from fsanet.files import read_npz
+    from fsanet.limits import MAX_FACES
+
     path = Path(path)
-    try:  # a damaged archive fails in np.load or only when a member is read; a manifest may not be JSON
-        data = np.load(path, allow_pickle=False)
-        for key in ("crops", "manifest"):
-            if key not in getattr(data, "files", ()):
-                raise DataError(f"{path}: field '{key}' is missing; build it with `fsanet calib build`")
+    data = read_npz(path, what="calibration set (.npz from `fsanet calib build`)")
+    for key in ("crops", "manifest"):
+        if key not in data:
+            raise DataError(f"{path}: field '{key}' is missing; build it with `fsanet calib build`")
+    try:  # a manifest may not be JSON
         manifest = json.loads(str(data["manifest"]))
-        crops = data["crops"]
-        poses = data["poses"] if "poses" in data.files else None
-    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: not a readable calibration set ({type(e).__name__}: {e}); rebuild it") from e
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: not a readable calibration set (manifest: {e}); rebuild it") from None
+    crops, poses = data["crops"], data.get("poses")
     if (
         not isinstance(manifest, dict)
         or manifest.get("format") != FORMAT
@@ -92,9 +94,25 @@ def load(path: str | Path) -> CalibrationSet:
         or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3)
     ):
         raise DataError(f"{path}: not an fsanet calibration set (crops {crops.shape})")
+    if crops.dtype != np.uint8:  # save() writes uint8; float crops may hold NaN or values past 255
+        raise DataError(f"{path}: field 'crops' must be uint8 BGR pixels, got {crops.dtype}; rebuild it")
+    if not 1 <= len(crops) <= MAX_FACES:
+        raise DataError(
+            f"{path}: holds {len(crops):,} faces; a calibration set needs 1 to {MAX_FACES:,} (rebuild it with "
+            "`fsanet calib build -n N`)"
+        )
     if crops_sha256(crops) != manifest.get("sha256"):
         raise DataError(f"{path}: the crops do not match the sha256 in its manifest; rebuild it")
     return CalibrationSet(crops, manifest, poses)
+
+
+def is_calibration_file(path: str | Path) -> bool:
+    """Whether `path` is an .npz written by `save` (it has a manifest), not a dataset's .npz."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "manifest.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _stratified(poses: np.ndarray, count: int, bins: int, rng: np.random.Generator) -> np.ndarray:
@@ -185,9 +203,11 @@ def build(
     """Draw `count` usable faces from `source`; fewer is an error that says why. `progress(1)`
     is called for each face taken (a stage's bar)."""
     from fsanet.data import open_faces
+    from fsanet.limits import MAX_FACES, check_count
 
     if count < 1 or bins < 1:
         raise DataError(f"calibration size and yaw bins must be at least 1, got {count} and {bins}")
+    check_count(count, MAX_FACES, "calibration size (-n)")
     src = Path(source)
     try:
         faces = open_faces(src)

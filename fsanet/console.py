@@ -4,7 +4,8 @@ A stage runs inside `Console.stage(name)`: a tqdm bar of its own on the terminal
 then one line with what it did and how long it took. Everything else the process prints
 meanwhile (Python logging, warnings, other tqdm bars, and what C/C++ code writes straight to
 file descriptors 1 and 2: absl, MLIR, TensorFlow, ONNX Runtime) goes to `<logs>/<stage>.log`,
-which the stage line names when the stage fails. Verbose: that output also shows live on
+which the stage line names when the stage fails (`<stage>-2.log`, ... when that name is
+taken: a run writes only files it created). Verbose: that output also shows live on
 stderr, and the log still receives it.
 
 Why file descriptors: C++ libraries write to fd 2 past Python's `sys.stderr`, so only
@@ -15,6 +16,7 @@ not write to fds 1 and 2 at all.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import subprocess
@@ -74,21 +76,21 @@ class Stage:
 
 
 class Console:
-    """Stage lines on the terminal, library output in `logs/<stage>.log` (also live when verbose)."""
+    """Stage lines on the terminal, library output in `logs/<stage>.log` (also live when verbose).
+
+    A log is a file this run creates (O_EXCL): `<stage>.log`, or `<stage>-2.log`, ... when that
+    name is taken (a user's file, another run's log), so nothing that was there is truncated or
+    removed. An empty log is removed afterwards, with the folders this run made for it."""
 
     def __init__(self, logs: str | Path, verbose: bool = False):
         self.logs, self.verbose = Path(logs), verbose
         self.seconds: dict[str, float] = {}
-
-    def log_path(self, name: str) -> Path:
-        return self.logs / f"{name.replace(' ', '-')}.log"
+        self.kept: list[Path] = []  # the logs this run wrote something into and left
+        self._made: list[Path] = []  # folders this run created for its logs, outermost first
 
     @contextmanager
     def stage(self, name: str, total: int | None = None, unit: str = "step") -> Iterator[Stage]:
-        log = self.log_path(name)
-        created = [d for d in (log.parent.parent, log.parent) if not d.exists()]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_bytes(b"")  # this run's output only
+        log = self._new_log(name.replace(" ", "-"))
         out, own = _terminal()
         bar = _bar(out, name, total, unit)
         stage = Stage(bar)
@@ -99,32 +101,151 @@ class Console:
         except BaseException as e:
             seconds = self.seconds[name] = time.perf_counter() - started
             how = "interrupted" if isinstance(e, KeyboardInterrupt) else "FAILED"
-            where = f"its log: {log}" if _kept(log, created) else "the libraries printed nothing"
+            where = f"its log: {log}" if self._kept(log) else "the libraries printed nothing"
             stage.close()
             print(f"{name:<{NAME_WIDTH}} {how} after {seconds_text(seconds)}; {where}", file=out, flush=True)
             raise
         else:
             seconds = self.seconds[name] = time.perf_counter() - started
-            _kept(log, created)
+            self._kept(log)
             stage.close()
             print(f"{name:<{NAME_WIDTH}} {stage.detail:<58} {seconds_text(seconds):>10}", file=out, flush=True)
         finally:
             if own:
                 out.close()
 
+    def _new_log(self, stem: str) -> Path:
+        """A log file created now, under a name nothing holds (a concurrent run may remove a
+        logs folder it made between our mkdir and our open: then make it again)."""
+        for _ in range(3):
+            self._made += made_folders(self.logs)
+            try:
+                return exclusive_file(self.logs, stem, ".log")
+            except FileNotFoundError:
+                continue
+        return exclusive_file(self.logs, stem, ".log")
 
-def _kept(log: Path, created: list[Path]) -> bool:
-    """Whether the stage's log holds anything; an empty one is removed, with the folders made
-    for it (a command that fails on bad input before any work leaves no output folder)."""
-    if log.stat().st_size:
-        return True
-    log.unlink()
-    for folder in reversed(created):
+    def _kept(self, log: Path) -> bool:
+        """Whether the stage's log holds anything; an empty one (ours) is removed, with the
+        folders this run made for it (a command refused before any work leaves no folder)."""
+        if log.stat().st_size:
+            self.kept.append(log)
+            return True
+        log.unlink()
+        self._made = remove_empty(self._made)
+        return False
+
+
+def made_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the ones created, outermost first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    made = []
+    for f in reversed(missing):
         try:
-            folder.rmdir()
-        except OSError:  # not empty: other stages' logs, or the command's own files
+            f.mkdir()
+        except FileExistsError:  # another process made it: not ours to remove
+            continue
+        made.append(f)
+    return made
+
+
+def remove_empty(folders: list[Path]) -> list[Path]:
+    """Remove the folders this run made (`made_folders`' list), innermost first, while empty;
+    returns those left."""
+    left = list(folders)
+    while left:
+        try:
+            left[-1].rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # not empty: other logs, the command's own files, another run's
             break
-    return False
+        left.pop()
+    return left
+
+
+def exclusive_file(folder: Path, stem: str, suffix: str) -> Path:
+    """A new empty file `folder/stem+suffix`, or `stem-2+suffix`, ... : created with O_EXCL, so
+    it is never a file that was there before."""
+    for n in range(1, 10_000):
+        path = folder / f"{stem}{'' if n == 1 else f'-{n}'}{suffix}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, "no free log name", str(folder / f"{stem}{suffix}"))
+
+
+LOCK_NAME = ".fsanet.lock"
+
+
+@contextmanager
+def output_lock(folder: str | Path, option: str = "-o", name: str = LOCK_NAME) -> Iterator[Path]:
+    """Hold `folder` (created if missing) for this run: a second fsanet run writing into it is
+    refused at once (exit 2) instead of the two replacing each other's files. An flock on
+    `folder/name`: the kernel drops it when the process ends, however it ends, so the lock of
+    a killed run never blocks. The lock file, and the folders made for it, are removed at the
+    end when this run created them and they are empty."""
+    import fcntl
+
+    from fsanet.errors import DataError
+
+    folder = Path(folder)
+    path, made = folder / name, []
+    try:
+        for _ in range(5):  # the folder or the file may vanish under us: a finishing run removes its own
+            made += made_folders(folder)
+            fd, created = _open_lock(path)
+            if fd is None:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DataError(
+                    f"{option} {folder}: another fsanet run is writing into this folder (it holds {path}); "
+                    "wait for it to end or choose another output"
+                ) from None
+            if _still_at(fd, path):
+                break
+            os.close(fd)  # locked a file its holder removed on release: take the one there now
+        else:
+            raise DataError(f"{option} {folder}: could not lock {path}; try again")
+        try:
+            yield folder
+        finally:
+            if created:
+                path.unlink(missing_ok=True)  # while still holding it: no one else uses this file
+            os.close(fd)
+    finally:
+        remove_empty(made)
+
+
+def _open_lock(path: Path) -> tuple[int | None, bool]:
+    """(descriptor, whether this run created the file); None when it vanished meanwhile.
+    Never truncated, never a symlink's target."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # the folder was removed by the run that made it
+        return None, False
+    try:
+        return os.open(path, flags), False
+    except FileNotFoundError:
+        return None, False
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 def _terminal() -> tuple[io.TextIOBase, bool]:
