@@ -11,6 +11,7 @@ from __future__ import annotations
 from fsanet.errors import DataError
 
 MAX_FACES = 1_000_000  # faces in one set: synthetic:N, `synth -n`, calibration, golden sets, .npz files
+MAX_GOLDEN_FACES = 10_000  # a device kit's golden set (`bundle --count`, golden.npz): 123 MB of crops
 MAX_BATCH = 4096  # faces in one inference call (--batch, PoseEstimator batches)
 MAX_PIXELS = 100_000_000  # declared width x height of one image, read from its header before decoding
 MAX_ARRAY_BYTES = 8 << 30  # one array of an .npz file, as its header declares it
