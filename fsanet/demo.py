@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fsanet.data.base import IMAGE_SUFFIXES, read_image
+from fsanet.data.base import IMAGE_SUFFIXES, pixel_limit, read_image
 from fsanet.errors import DataError
-from fsanet.files import atomic_write
+from fsanet.files import atomic_write, regular_file
 from fsanet.preprocess import INPUT_SIZE
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
-FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
+FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}  # the videos -o writes
+IMAGE_OUTPUTS = (*IMAGE_SUFFIXES, ".tif", ".tiff", ".webp")  # the images -o writes (every OpenCV 4 wheel)
 WINDOW = "fsanet demo"
 
 
@@ -137,7 +138,10 @@ def progress(total: int | None, desc: str, unit: str):
 def write_image(path: Path, image: np.ndarray) -> Path:
     import cv2
 
-    ok, data = cv2.imencode(path.suffix or ".png", image)
+    try:
+        ok, data = cv2.imencode(path.suffix or ".png", image)
+    except cv2.error:
+        ok = False
     if not ok:
         raise DataError(f"{path}: OpenCV cannot write this image format; use .jpg or .png")
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data.tobytes()))
@@ -147,18 +151,32 @@ def is_folder(output: str) -> bool:
     return output.endswith(("/", os.sep)) or Path(output).is_dir() or not Path(output).suffix
 
 
+def check_output(output: str | None, stream: bool) -> None:
+    """-o names a folder, or a file of a kind the demo writes for this source: refused before
+    any model, detector or frame is loaded, naming the option and the suffixes allowed."""
+    if output is None or is_folder(output):
+        return
+    suffix = Path(output).suffix.lower()
+    allowed = tuple(FOURCC) if stream else IMAGE_OUTPUTS
+    if suffix not in allowed:
+        what = "a video or camera is written as a video" if stream else "images are written as images"
+        raise DataError(f"-o {output}: {what}; use one of {', '.join(allowed)}, or a folder (-o DIR/)")
+
+
 # -- images -----------------------------------------------------------------------------------
 def image_jobs(sources: list[str], output: str | None) -> list[tuple[Path, Path | None]]:
     """(input image, output file) pairs; a folder's images keep their sub-folders under -o DIR."""
+    from fsanet.predict import folder_images
+
     pairs = []
     for s in map(Path, sources):
         if s.is_dir():
-            found = sorted(f for f in s.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = folder_images(s)  # a FIFO named x.jpg is refused, naming it: reading it blocks
             if not found:
                 raise DataError(f"{s}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
             pairs += [(f, f.relative_to(s)) for f in found]
-        elif s.is_file():
-            pairs.append((s, Path(s.name)))
+        elif s.exists() or s.is_symlink():
+            pairs.append((regular_file(s, "JPEG, PNG or BMP image"), Path(s.name)))
         else:
             raise DataError(f"{s}: no such image, folder or video (a camera is given by its index, e.g. 0)")
     if output is None:
@@ -219,6 +237,8 @@ def open_capture(source: str):
         if not cap.isOpened():
             raise DataError(f"camera {source}: cannot open it (no camera at this index, or no permission)")
         return cap, f"camera {source}", None
+    if "://" not in source:  # a stream URL is OpenCV's; a local FIFO or device would block forever
+        regular_file(source, "video file")
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise DataError(f"{source}: cannot read the video (missing, empty or in a format OpenCV cannot decode)")
@@ -321,7 +341,14 @@ def run_demo(
     columns: int | None = None,
     landmarks: bool = False,
     threads: int | None = None,
+    max_pixels: int | None = None,
 ) -> Summary:
+    """`max_pixels`: images declaring more pixels are refused (default fsanet.limits.MAX_PIXELS)."""
+    with pixel_limit(max_pixels):
+        return _run_demo(sources, model, output, detector, show, max_frames, columns, landmarks, threads)
+
+
+def _run_demo(sources, model, output, detector, show, max_frames, columns, landmarks, threads) -> Summary:
     from fsanet import runtimes
     from fsanet.detectors import open_detector
     from fsanet.runtimes.estimator import PoseEstimator
@@ -337,6 +364,7 @@ def run_demo(
     stream = is_stream(sources)
     if columns and (stream or not output or is_folder(output)):
         raise DataError("--montage makes one picture of images: give images and -o FILE.jpg|.png")
+    check_output(output, stream)
     find = open_detector(detector)
     if show:
         open_window()

@@ -62,10 +62,19 @@ def _clip(boxes, shape, factor: float = 1.0, min_side: int = 2) -> list[tuple[in
 
 
 def _existing(path: str, what: str) -> Path:
+    """`path` if it is a regular file (a FIFO or a device would block OpenCV's read forever)."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: no such {what} file (--detector {SPECS})")
+        kind = "a folder" if p.is_dir() else "not a regular file" if p.exists() else "no such file"
+        raise DataError(f"{p}: {kind}; --detector needs a {what} file ({SPECS})")
     return p
+
+
+def _opencv_says(e: BaseException) -> str:
+    """The reason in a cv2.error (or in the cv2.error a SystemError wraps), on one line."""
+    cause = e.__cause__ if isinstance(e, SystemError) and e.__cause__ is not None else e
+    text = (getattr(cause, "err", None) or str(cause)).strip()
+    return " ".join(text.split())[:160]
 
 
 class CascadeDetector:
@@ -75,9 +84,18 @@ class CascadeDetector:
         import cv2
 
         self.name = Path(path).name
-        self.cascade = cv2.CascadeClassifier(str(path))
-        if self.cascade.empty():
-            raise DataError(f"{path}: not a readable OpenCV cascade XML file (--detector {SPECS})")
+        self.cascade = cv2.CascadeClassifier()
+        try:  # OpenCV raises on a file that is not its XML (a SystemError around a cv2.error)
+            loaded = self.cascade.load(str(path))
+        except (cv2.error, SystemError) as e:
+            loaded, why = False, f" (OpenCV: {_opencv_says(e)})"
+        else:
+            why = ""
+        if not loaded or self.cascade.empty():
+            raise DataError(
+                f"{path}: not an OpenCV cascade XML file{why}; give a Haar or LBP cascade "
+                f"(such as lbpcascade_frontalface_improved.xml) or --detector haar, OpenCV's own"
+            )
         self.equalize, self.min_neighbors, self.min_size = equalize, min_neighbors, min_size
 
     def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -99,11 +117,17 @@ class YuNetDetector:
         import cv2
 
         self.name = Path(path).name
-        try:
-            self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score, nms)
-        except cv2.error as e:
-            raise DataError(f"{path}: OpenCV cannot load it as a YuNet ONNX model ({e.err.strip()})") from None
         self.size = (320, 320)
+        try:  # a blank frame once: an ONNX model that is not YuNet loads, then fails to run
+            self.net = cv2.FaceDetectorYN.create(str(path), "", self.size, score, nms)
+            _, found = self.net.detect(np.zeros((*self.size, 3), np.uint8))
+        except (cv2.error, SystemError) as e:
+            raise DataError(
+                f"{path}: OpenCV cannot run it as a YuNet face detector ({_opencv_says(e)}); give "
+                "face_detection_yunet_2023mar.onnx from the OpenCV model zoo, or --detector haar"
+            ) from None
+        if found is not None and (found.ndim != 2 or found.shape[1] < 4):
+            raise DataError(f"{path}: not a YuNet face detector (it gives {found.shape} per frame, not N x 15)")
 
     def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
         small, factor = _downscaled(image, MAX_SIDE)

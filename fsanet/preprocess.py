@@ -79,12 +79,26 @@ def check_crops(crops: np.ndarray, source: str = "input") -> np.ndarray:
         )
     if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
         raise DataError(f"{source}: crops must be uint8 or float, got {a.dtype}")
-    if np.issubdtype(a.dtype, np.floating) and a.size:
-        if not np.isfinite(a).all():
-            raise DataError(f"{source}: crops contain NaN or infinite values")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0 or hi > PIXEL_MAX:  # the models take 0..255; anything else gives nonsense angles
-            raise DataError(f"{source}: crop values must be in 0..255 (BGR pixels), found {lo:g}..{hi:g}")
+    return check_pixels(a, source)
+
+
+def check_pixels(a: np.ndarray, source: str, what: str = "crop batch") -> np.ndarray:
+    """`a` if its values are BGR pixels 0..255: numbers, finite, in range, and floats not scaled
+    to 0..1 (the models take raw 0..255; 0..1 would run as a black face and give angles for it).
+    An all-zero array is the same in both scales and passes."""
+    if a.dtype.kind not in "iuf":
+        raise DataError(f"{source}: {what} has dtype {a.dtype}; expected BGR pixels 0..255 (uint8)")
+    if a.dtype == np.uint8 or not a.size:
+        return a
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise DataError(f"{source}: {what} contains NaN or infinite values; expected BGR pixels 0..255")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > PIXEL_MAX:  # the models take 0..255; anything else gives nonsense angles
+        raise DataError(f"{source}: {what} has values {lo:g}..{hi:g}; expected BGR pixels 0..255")
+    if a.dtype.kind == "f" and 0 < hi <= 1.0:
+        raise DataError(
+            f"{source}: {what} has values {lo:g}..{hi:g}, which looks scaled to 0..1; give BGR pixels 0..255"
+        )
     return a
 
 

@@ -6,13 +6,15 @@ import numpy as np
 from fsanet.runtimes.base import Runtime
 
 from fsanet.errors import DataError, ModelError
-from fsanet.preprocess import MARGIN, crop_box, expand_box, official_crop
+from fsanet.preprocess import MARGIN, check_crops, crop_box, expand_box, official_crop
 
 
 def non_finite_faces(angles) -> int:
     """How many faces (rows) have an angle that is NaN or infinite."""
-    a = np.asarray(angles, dtype=np.float64).reshape(len(angles), -1)
-    return int((~np.isfinite(a)).any(axis=1).sum())
+    a = np.asarray(angles, dtype=np.float64)
+    if not len(a):  # reshape(0, -1) is ambiguous to numpy
+        return 0
+    return int((~np.isfinite(a.reshape(len(a), -1))).any(axis=1).sum())
 
 
 def require_finite(angles: np.ndarray, model: str) -> np.ndarray:
@@ -38,10 +40,9 @@ class PoseEstimator:
         self.runtime, self.batch, self.check_finite = runtime, int(batch), check_finite
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
-        """(N, 64, 64, 3) BGR official crops -> (N, 3) yaw, pitch, roll in degrees."""
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[None]
+        """(N, 64, 64, 3) BGR official crops, 0..255 -> (N, 3) yaw, pitch, roll in degrees; no
+        crops, (0, 64, 64, 3), give no angles, (0, 3). Anything else is a DataError saying why."""
+        crops = check_crops(crops, self.runtime.path.name)
         out = [self.runtime.predict(crops[i : i + self.batch]) for i in range(0, len(crops), self.batch)]
         angles = np.concatenate(out) if out else np.zeros((0, 3), np.float32)
         return require_finite(angles, self.runtime.path.name) if self.check_finite else angles

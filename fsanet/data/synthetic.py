@@ -25,6 +25,7 @@ from fsanet.data import head_mesh as H
 from fsanet.data import head_scene as S
 from fsanet.data.base import FaceSet
 from fsanet.errors import DataError
+from fsanet.limits import MAX_FACES, check_count
 from fsanet.preprocess import INPUT_SIZE, MARGIN, official_crop
 
 SPEC = re.compile(r"^synthetic(?::(?P<count>[^:]*)(?::(?P<seed>[^:]*))?)?$")
@@ -115,6 +116,7 @@ def open_spec(spec: str) -> FaceSet:
         s = 0 if seed in (None, "") else int(seed)
     except ValueError:
         raise DataError(f"{spec!r}: N and SEED must be integers, as in synthetic:2000:0") from None
+    check_count(n, MAX_FACES, f"{spec}: N (the number of heads)")  # before any pose is drawn
     return synthetic_faces(n, s)
 
 
@@ -283,8 +285,11 @@ def _shade(scene: S.Scene, vert_ids, bary, vertex_data) -> np.ndarray:
 
 
 def _check_count_seed(count, seed) -> tuple[int, int]:
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
-        raise DataError(f"synthetic: count={count!r} must be a positive integer (the number of heads)")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 < count <= MAX_FACES:
+        raise DataError(
+            f"synthetic: count={count!r} must be an integer from 1 to {MAX_FACES:,} "
+            "(the number of heads; fsanet.limits.MAX_FACES is the documented upper bound)"
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"synthetic: seed={seed!r} must be a non-negative integer")
     return int(count), int(seed)
