@@ -821,6 +821,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command in [*sub.choices.values(), *calib_sub.choices.values()]:  # `fsanet CMD ... --debug` too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    photos = ["predict", "demo", "eval", "bench", "debug", "pipeline"]  # commands that read image files
+    for command in [*(sub.choices[name] for name in photos), calib_sub.choices["build"]]:
+        command.add_argument(
+            "--max-pixels", type=integer(1, 1 << 40), metavar="N", help="refuse images whose header declares more "
+            "than N pixels, before decoding them (default 100,000,000: fsanet.limits.MAX_PIXELS)"
+        )  # fmt: skip
     return p
 
 
@@ -839,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     with _sigterm_as_interrupt():
         try:
-            return args.run(args)
+            return _run(args)
         except FsanetError as e:
             return _fail(args, e, e.exit_code, str(e), debug)
         except ModuleNotFoundError as e:
@@ -857,6 +863,16 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(args, e, 2, f"{e.filename}: {e.strerror or e}", debug)
         except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 3
             return _internal_error(args, e, debug)
+
+
+def _run(args) -> int:
+    """The command, reading images under its --max-pixels bound where it has the option."""
+    if getattr(args, "max_pixels", None) is None:
+        return args.run(args)
+    from fsanet.data.base import pixel_limit
+
+    with pixel_limit(args.max_pixels):
+        return args.run(args)
 
 
 def _fail(args, error: BaseException, code: int, message: str, debug: bool) -> int:
