@@ -4,8 +4,10 @@ The folder (layout in `kit/layout.py`) holds the artifacts with their manifests,
 crops (synthetic heads by default, so the kit can be shared; `--faces` for your own), the float
 reference's angles on them and the labels where known, every artifact's own angles on this
 machine, the budget, fsanet-edge itself as a pure-Python wheel (kit/wheel.py: the package is on
-no package index), and a README.txt with the commands to run on the device. It is written in
-a temporary folder beside DIR and renamed into place: no half kit is ever seen.
+no package index) with a requirements.txt that pins its sha256, a README.txt with the device's
+steps, and SHA256SUMS of every file, whose own sha256 is printed here: the device checks the kit
+with its own sha256sum against that line before installing anything. It is written in a
+temporary folder beside DIR and renamed into place: no half kit is ever seen.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 from fsanet.kit import layout
-from fsanet.kit.wheel import install_command, kit_wheel
+from fsanet.kit.wheel import kit_wheel, requirements_text
 
 from fsanet import __version__
 from fsanet.errors import BackendUnavailable, DataError, ModelError
 from fsanet.files import atomic_write, json_text, sha256
+from fsanet.limits import MAX_GOLDEN_FACES, check_count
 
 DEFAULT_COUNT = 200
 DEFAULT_SEED = 0
@@ -92,8 +95,6 @@ def _golden_faces(faces: str | None, count: int, seed: int):
     or `count` synthetic heads of `seed`."""
     from fsanet.data import open_faces
 
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise DataError(f"bundle: --count must be a positive integer, got {count!r}")
     spec = faces or f"synthetic:{count}:{seed}"
     fs = open_faces(spec)
     if len(fs) == 0:
@@ -154,10 +155,30 @@ def _budget(budget: str | Path, names: list[str]) -> tuple[Path, list[str]]:
     return budget_path(budget), unused
 
 
-def readme_text(name: str, manifest: dict) -> str:
+def _quoted(reqs: list[str]) -> str:
+    return " ".join(f"'{r}'" for r in reqs)
+
+
+def device_steps(name: str) -> list[str]:
+    """The device's verification and install, as README.txt gives them (a test runs them as
+    written, with H filled in): the kit is checked with the device's own sha256sum against the
+    host's line before pip installs anything, and pip installs the wheel only by its sha256."""
+    return [
+        "H=PASTE_THE_64_HEX_DIGITS_OF_THE_HOST_LINE",
+        f'echo "$H  {name}/{layout.SUMS}" | sha256sum -c --strict - &&',
+        f"(cd {name} && sha256sum -c --strict --quiet {layout.SUMS} &&",
+        f'  test "$(ls -A | grep -cvx -e check -e \'check-.*\')" -eq "$(( $(wc -l < {layout.SUMS}) + 1 ))") &&',
+        f"(cd {name} && pip install --no-deps --require-hashes -r {layout.REQUIREMENTS})",
+    ]
+
+
+def readme_text(name: str, manifest: dict, wheel: Path) -> str:
+    from fsanet.kit.wheel import runtime_requirements
+
     arts = manifest["artifacts"]
-    extras = sorted({EXTRA.get(a["backend"], a["backend"]) for a in arts})
     golden = manifest["golden"]
+    base, extras = runtime_requirements(wheel)
+    runtimes = sorted({(a["backend"], Path(a["file"]).suffix) for a in arts})
     lines = [
         f"fsanet device kit '{name}', made by fsanet-edge {manifest['fsanet']} on {manifest['created']}",
         f"on {manifest['built_on']['cpu']} ({manifest['built_on']['arch']}).",
@@ -166,21 +187,35 @@ def readme_text(name: str, manifest: dict) -> str:
         f"Float reference: {manifest['reference']}; golden set: {golden['description']}"
         + ("; labelled." if golden["labelled"] else "; unlabelled."),
         "",
-        f"On the device (Python 3.10+), in the folder that holds {name}/: fsanet-edge from the kit's",
-        "wheel, with numpy, OpenCV and one runtime from PyPI (a virtual environment is best):",
+        "Trusted: the line 'SHA256SUMS sha256: <64 hex digits>' that `fsanet bundle` printed where the",
+        "kit was made (bring it apart from the kit: nothing in a kit can vouch for the kit), and the",
+        "device's own sha256sum and pip. Nothing of the kit, this file included, is trusted before",
+        "step 2 passed; the same steps are in fsanet-edge's README.md.",
         "",
-        f"  {install_command(name, extras[0])}" + "".join(f"   # or [{e}]" for e in extras[1:]),
+        "On the device (bash, GNU coreutils, Python 3.10+, a virtual environment), in the folder that",
+        f"holds {name}/; each step runs only when the one before passed:",
+        "",
+        *(f"  {line}" for line in device_steps(name)),
+        "",
+        f"1: {layout.SUMS} is the host's; 2: every file matches it, and nothing else is in the kit (check/",
+        "and check-*/ are fsanet check's reports); 3: pip installs fsanet-edge only if the wheel has the",
+        f"sha256 in {layout.REQUIREMENTS} (--no-deps: pip's hash mode wants a hash for every package it",
+        "installs). Then the dependencies from the package index, the runtime of each artifact, the check:",
+        "",
+        f"  pip install {_quoted(base)}",
+        *(f"  pip install {_quoted(extras.get(b, []))}   # runs the {suffix} files" for b, suffix in runtimes),
         f"  fsanet check {name}",
         "",
-        "Or from the machine that holds the kit, over ssh (key login; fsanet-edge installed on the",
-        "device from the kit's wheel as above):",
+        "Or from the machine that holds the kit, over ssh (key login): it runs steps 1 and 2 there with",
+        "the device's sha256sum, checks that the fsanet-edge of --remote-python is the kit's wheel, then",
+        "runs the check:",
         "",
         f"  fsanet check {name} --remote user@device --remote-python python3",
         "",
-        f"The check first verifies every file's sha256 against {layout.MANIFEST}, then runs every",
-        "artifact whose runtime is installed and writes check/check.md and check/check.json: drift",
-        "and MAE against the golden angles, latency hot and in the loop, this device's fingerprint,",
-        "a verdict per artifact by budget.toml, and the artifact to ship on this device.",
+        f"The check verifies every file again (SHA256SUMS and {layout.MANIFEST}), then runs every artifact",
+        "whose runtime is installed and writes check/check.md and check/check.json: drift and MAE",
+        "against the golden angles, latency hot and in the loop, this device's fingerprint, a verdict",
+        "per artifact by budget.toml, and the artifact to ship on this device.",
         "Exit code: 0 every artifact that ran holds the budget, 1 a limit is missed,",
         "2 a damaged kit or a bad option (the message names it), 3 an internal error.",
         "On a Jetson, build TensorRT engines from the kit's ONNX and check them too:",
@@ -190,11 +225,10 @@ def readme_text(name: str, manifest: dict) -> str:
     return "\n".join(lines)
 
 
-EXTRA = {"onnxruntime": "onnxruntime", "tflite": "tflite", "torch": "torch", "tensorrt": "tensorrt"}
-
-
 def _write_folder(tmp: Path, sources, ref, crops, labels, names, budget_file, calib, wheel, manifest) -> None:
-    wheel.write(tmp)
+    """Every file of the kit; bundle.json lists all but itself and SHA256SUMS, which lists all
+    but itself (its own sha256 is printed on the host: make_bundle returns it)."""
+    carried = wheel.write(tmp)
     for s in sources:
         shutil.copyfile(s.path, tmp / s.name)
         if s.sidecar is not None:
@@ -207,9 +241,12 @@ def _write_folder(tmp: Path, sources, ref, crops, labels, names, budget_file, ca
     shutil.copyfile(budget_file, tmp / layout.BUDGET)
     if calib is not None:
         shutil.copyfile(calib, tmp / layout.CALIB)
-    (tmp / layout.README).write_text(readme_text(manifest["name"], manifest))
+    (tmp / layout.REQUIREMENTS).write_text(requirements_text(carried.name, sha256(carried)))
+    (tmp / layout.README).write_text(readme_text(manifest["name"], manifest, carried))
     manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
     (tmp / layout.MANIFEST).write_text(json_text(manifest))
+    sums = {p.name: sha256(p) for p in tmp.iterdir()}
+    (tmp / layout.SUMS).write_text(layout.sums_text(sums))
 
 
 def _check_output(output: Path, inputs: list[Path], tar: bool) -> None:
@@ -246,6 +283,7 @@ def make_bundle(
 
     if not artifacts:
         raise DataError("bundle: give at least one artifact")
+    check_count(count, MAX_GOLDEN_FACES, "bundle --count (fsanet.limits.MAX_GOLDEN_FACES)")
     output = Path(output)
     sources, given_ref = _sources(list(artifacts), reference)
     _check_output(output, [s.path for s in sources], tar)
@@ -292,7 +330,7 @@ def make_bundle(
     _publish(output, lambda tmp: _write_folder(tmp, *fill))
     if tar:
         atomic_write(tar_path(output), lambda tmp: _tar(output, tmp))
-    return manifest
+    return manifest | {"sha256sums": sha256(output / layout.SUMS)}  # not in the kit: it cannot vouch for itself
 
 
 def _publish(output: Path, fill) -> None:
@@ -326,5 +364,9 @@ def summary(manifest: dict, output: Path) -> list[str]:
     unused = manifest["budget"]["sections_naming_no_artifact"]
     if unused:
         lines.append(f"  budget sections naming no artifact of the kit (not judged): {unused}")
-    lines.append(f"on the device: fsanet check {output.name}   (see {output / layout.README})")
+    lines.append(f"{layout.SUMS} sha256: {manifest['sha256sums']}")
+    lines.append(
+        f"  the device's first step compares this line with `sha256sum {output.name}/{layout.SUMS}`: bring it "
+        f"there apart from the kit (steps: {output / layout.README}, or README.md)"
+    )
     return lines

@@ -1,6 +1,7 @@
 """`fsanet check DIR`: prove a device with a kit from `fsanet bundle`.
 
-Verifies every file of the kit first, then runs each artifact whose runtime is installed on
+Verifies the kit first (kit/layout.py: bundle.json against its schema, every file against
+SHA256SUMS and bundle.json, no unlisted file), then runs each artifact whose runtime is installed on
 the golden crops: drift and MAE against the golden angles and labels, the gap to the angles the
 same file gave on the machine that made the kit, latency hot and in the loop (batch 1, the
 artifacts taking turns round by round as in `fsanet bench`), the device's fingerprint, a verdict
@@ -76,6 +77,15 @@ def _available(art: layout.Artifact) -> BackendUnavailable | None:
     except BackendUnavailable as e:
         return e
     return None
+
+
+def runtime_install(bundle: layout.Bundle, extra: str) -> str:
+    """The pip command for the runtime of `extra`, by the kit's wheel's own requirements (not
+    `pip install fsanet-edge[extra]`: that name on a package index is not this project)."""
+    from fsanet.kit.wheel import runtime_requirements
+
+    reqs = runtime_requirements(bundle.folder / bundle.manifest["wheel"]["file"])[1].get(extra, [extra])
+    return "pip install " + " ".join(f"'{r}'" for r in reqs)
 
 
 def _spec(art: layout.Artifact) -> str:
@@ -184,12 +194,16 @@ def run_check(folder: str | Path, output: str | Path | None = None, cfg: CheckCo
     for art in arts:
         missing = _available(art)
         if missing is not None:
-            skipped[art.name] = {"backend": art.backend, "extra": missing.extra, "reason": str(missing)}
+            install = runtime_install(bundle, missing.extra)
+            skipped[art.name] = {
+                "backend": art.backend,
+                "extra": missing.extra,
+                "reason": str(missing),
+                "install": install,
+            }
     runnable = [a for a in arts if a.name not in skipped]
     if not runnable:
-        wheel = (bundle.manifest.get("wheel") or {}).get("file")  # kits from before it carried one: none
-        package = f"{folder}/{wheel}" if wheel else "fsanet-edge"
-        extras = sorted({f"pip install '{package}[{s['extra']}]'" for s in skipped.values()})
+        extras = sorted({s["install"] for s in skipped.values()})
         raise DataError(f"{folder}: no artifact of the kit can run here; install a runtime: {' or '.join(extras)}")
     heat = machine.thermal()
     steps = _Steps(len(runnable) + cfg.latency)
@@ -217,7 +231,7 @@ def run_check(folder: str | Path, output: str | Path | None = None, cfg: CheckCo
             "name": bundle.manifest.get("name", bundle.name),
             "folder": str(folder),
             "manifest_sha256": sha256(folder / layout.MANIFEST),
-            "files_verified": len(bundle.manifest["files"]),
+            "files_verified": len(bundle.sums) + 1,  # SHA256SUMS's files and itself
             "created": bundle.manifest.get("created"),
             "built_on": bundle.manifest.get("built_on", {}).get("cpu"),
             "reference": bundle.reference,

@@ -16,7 +16,7 @@ LABEL_KEYS = ("max_mae", "max_mae_increase")
 
 def _why_absent(name: str, skipped: dict, errors: dict) -> str:
     if name in skipped:
-        return f"{name} was skipped here (pip install 'fsanet-edge[{skipped[name]['extra']}]' runs it)"
+        return f"{name} was skipped here ({skipped[name]['install']} runs it)"
     if name in errors:
         return f"{name} failed to run here"
     return f"{name} is not in this kit"

@@ -1,10 +1,14 @@
 """`fsanet check DIR --remote user@host[:path]`: the same check on another machine over ssh.
 
-Three steps with the system's OpenSSH client, each named in its error with the host: copy (the
-kit's files, with rsync where both ends have it, else scp), run (`PY -m fsanet check` there,
-its output streamed here), fetch (check.json, check.md and the plots back into -o). Key login
-only (BatchMode): a password prompt would hang a CI job. The remote exit codes 0 and 1 (a
-missed budget) are passed through; anything else is an error naming the step.
+Five steps with the system's OpenSSH client, each named in its error with the host: copy (the
+kit's files, with rsync where both ends have it, else scp); verify (with the device's own
+tools, before anything of the kit runs there: `sha256sum SHA256SUMS` equals this host's,
+`sha256sum -c` passes, and the folder holds nothing SHA256SUMS does not list); install (the
+fsanet-edge that --remote-python imports is the kit's wheel: each file of the wheel's RECORD
+hashed there by that Python's hashlib and importlib.metadata, no fsanet code run); run (`PY -m
+fsanet check` there, its output streamed here); fetch (check.json, check.md and the plots back
+into -o). Key login only (BatchMode): a password prompt would hang a CI job. The remote exit
+codes 0 and 1 (a missed budget) are passed through; anything else is an error naming the step.
 """
 
 from __future__ import annotations
@@ -104,6 +108,107 @@ def copy(remote: Remote, folder: Path, files: list[str]) -> str:
     return "scp"
 
 
+def _shell(remote: Remote, step: str, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    try:
+        done = subprocess.run(
+            remote.ssh(command), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise RemoteError(remote, step, f"no answer within {timeout:g} s") from None
+    if done.returncode == 255:
+        raise RemoteError(remote, step, f"ssh could not connect or was cut off: {_last_line(done.stderr)}")
+    return done
+
+
+def verify(remote: Remote, bundle: layout.Bundle) -> None:
+    """The copy there is the kit this host verified, by the device's own sha256sum: SHA256SUMS
+    has this host's sha256, every file matches it, and nothing else is in the folder."""
+    q, sums = shlex.quote(remote.path), layout.SUMS
+    there = _shell(remote, "verify", f"cd {q} && sha256sum {sums}").stdout.split()
+    here = bundle.sums_sha256()
+    if not there or there[0] != here:
+        got = there[0][:16] if there else "nothing"
+        raise RemoteError(
+            remote, "verify", f"{remote.path}/{sums} there has sha256 {got}..., this host's {here[:16]}...; nothing run"
+        )
+    done = _shell(remote, "verify", f"cd {q} && sha256sum -c --strict --quiet {sums}")
+    if done.returncode != 0:
+        why = _last_line(done.stdout + "\n" + done.stderr) if done.stdout.strip() else _last_line(done.stderr)
+        raise RemoteError(remote, "verify", f"`sha256sum -c {sums}` in {remote.path} failed ({why}); nothing run")
+    listing = _shell(remote, "verify", f"cd {q} && ls -Ap").stdout.splitlines()
+    extra = [e for e in listing if e.rstrip("/") not in bundle.sums and e != sums and not _report(e)]
+    if extra:
+        raise RemoteError(
+            remote, "verify", f"{remote.path}/{extra[0]} is not in {sums}: remove it there (or give another :path)"
+        )
+
+
+def _report(entry: str) -> bool:
+    """A report folder of an earlier check (`ls -p` marks folders with /)."""
+    return entry.endswith("/") and layout.REPORTS.fullmatch(entry[:-1]) is not None
+
+
+# Run by --remote-python in the kit folder: where `import fsanet` would load from, and each file of
+# the installed fsanet-edge hashed as RECORD does. Standard library only; imports nothing of fsanet.
+PROBE = """
+import base64, hashlib, importlib.metadata as m, importlib.util as u, json, os
+def h(p):
+    try:
+        with open(p, "rb") as f:
+            return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(f.read()).digest()).rstrip(b"=").decode()
+    except OSError:
+        return None
+try:
+    d = m.distribution("fsanet-edge")
+except m.PackageNotFoundError:
+    print(json.dumps(None))
+else:
+    s = u.find_spec("fsanet")
+    print(json.dumps({"origin": s and s.origin and os.path.realpath(s.origin),
+                      "init": os.path.realpath(d.locate_file("fsanet/__init__.py")),
+                      "files": {str(f): h(d.locate_file(f)) for f in d.files or []}}))
+"""
+
+
+def verify_install(remote: Remote, bundle: layout.Bundle) -> None:
+    """The fsanet-edge that --remote-python runs there is the kit's wheel, file by file."""
+    from fsanet.kit.wheel import record
+
+    py = shlex.quote(remote.python)
+    pip = f"{remote.python} -m pip install --no-deps --require-hashes -r {layout.REQUIREMENTS}"
+    fix = f"install the kit's: cd {remote.path} && {pip}"
+    done = _shell(remote, "install", f"cd {shlex.quote(remote.path)} && {py} -c {shlex.quote(PROBE)}")
+    if done.returncode == 127:
+        raise RemoteError(
+            remote, "install", f"{remote.python!r} not found there; give the Python with fsanet-edge (--remote-python)"
+        )
+    try:
+        info = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else False
+    except (ValueError, IndexError):
+        info = False
+    if info is False:
+        raise RemoteError(
+            remote, "install", f"{remote.python} could not describe its fsanet-edge: {_last_line(done.stderr)}"
+        )
+    if info is None:
+        raise RemoteError(remote, "install", f"fsanet-edge is not installed for {remote.python} there; {fix}")
+    if info.get("origin") != info.get("init"):
+        raise RemoteError(
+            remote, "install",
+            f"{remote.python} imports fsanet from {info.get('origin')}, not from its installed fsanet-edge "
+            f"(an editable install or PYTHONPATH?); {fix}",
+        )  # fmt: skip
+    wheel = record(bundle.folder / bundle.manifest["wheel"]["file"])
+    files = info.get("files") if isinstance(info.get("files"), dict) else {}
+    differ = [p for p, digest in wheel.items() if files.get(p) != digest]
+    if differ:
+        raise RemoteError(
+            remote, "install",
+            f"the fsanet-edge of {remote.python} there is not the kit's wheel ({len(differ)} of {len(wheel)} files "
+            f"differ, {differ[0]} first); {fix}",
+        )  # fmt: skip
+
+
 def run(remote: Remote, check_args: list[str]) -> tuple[int, list[str]]:
     """Run the check there, its output streamed here; returns its exit code and last lines."""
     command = f"cd {shlex.quote(remote.path)} && {shlex.quote(remote.python)} -m fsanet check . " + " ".join(
@@ -162,12 +267,14 @@ REMOTE_OUTPUT = "check"  # the report folder inside the remote kit
 
 
 def check_remote(folder: str | Path, remote: Remote, output: Path, check_args: list[str]) -> tuple[int, list[str]]:
-    """Copy, run, fetch. Returns the remote check's exit code (0 or 1) and the fetched files."""
+    """Copy, verify, check the install, run, fetch. Returns the remote check's exit code (0 or 1)
+    and the fetched files."""
     folder = Path(folder)
     _tools()
     bundle = layout.Bundle(folder)  # refuse a damaged kit here, before any copy
-    files = [*bundle.manifest["files"], layout.MANIFEST]
-    copy(remote, folder, files)
+    copy(remote, folder, [*sorted(bundle.sums), layout.SUMS])
+    verify(remote, bundle)
+    verify_install(remote, bundle)
     code, tail = run(remote, [*check_args, "-o", REMOTE_OUTPUT])
     if code not in (0, 1) or _not_installed(tail):
         raise _run_error(remote, code, tail)

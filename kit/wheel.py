@@ -1,6 +1,8 @@
 """fsanet-edge itself, as the pure-Python wheel a kit carries: the package is on no package index,
-so the device installs it from the kit (`pip install 'KIT/fsanet_edge-VER-py3-none-any.whl[onnxruntime]'`)
-and takes only numpy, OpenCV and the runtime from its index.
+so the device installs it from the kit, by its sha256 (`pip install --no-deps --require-hashes -r
+requirements.txt` in the kit: pip's hash-checking mode wants a pinned hash for every package it
+installs, dependencies included, hence --no-deps), and takes numpy, OpenCV and the runtime from its
+index in a second step (`runtime_requirements`: the wheel's own Requires-Dist).
 
 The wheel is built from the source tree this fsanet runs from (an editable install or a
 checkout) with the pip and setuptools of this Python, offline: `pip wheel --no-deps
@@ -12,6 +14,9 @@ has no source tree: it bundles the wheel given by `--wheel FILE`.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import shutil
 import subprocess
 import sys
@@ -54,9 +59,36 @@ def file_name(version: str = __version__) -> str:
     return f"{DIST}-{version}-{TAG}.whl"
 
 
-def install_command(kit: str, extra: str) -> str:
-    """The device's pip command for the kit folder `kit` (quoted: brackets are globs in a shell)."""
-    return f"pip install '{kit}/{file_name()}[{extra}]'"
+def requirements_text(name: str, digest: str) -> str:
+    """The kit's requirements.txt: its wheel by its sha256 (a local path: pip reads it from the
+    current folder, so the device runs pip in the kit folder)."""
+    return f"{name} --hash=sha256:{digest}\n"
+
+
+def runtime_requirements(wheel: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """The wheel's Requires-Dist as pip arguments: its dependencies (markers kept, like
+    `tomli>=2.0; python_version < "3.11"`), and each extra's own (extras of fsanet-edge itself
+    left out: the runtime extras name none)."""
+    meta = zipfile.ZipFile(wheel).read(f"{DIST}-{__version__}.dist-info/METADATA").decode()
+    base: list[str] = []
+    extras: dict[str, list[str]] = {}
+    for line in meta.split("\n\n")[0].splitlines():
+        if not line.startswith("Requires-Dist: "):
+            continue
+        req, _, marker = (x.strip() for x in line.removeprefix("Requires-Dist: ").partition(";"))
+        extra = re.fullmatch(r'extra\s*==\s*"([^"]+)"', marker)
+        if extra is not None:
+            if not req.startswith(PROJECT):
+                extras.setdefault(extra[1], []).append(req)
+        else:
+            base.append(f"{req}; {marker}" if marker else req)
+    return base, extras
+
+
+def record(wheel: Path) -> dict[str, str]:
+    """The wheel's RECORD: each file it installs (relative to site-packages) -> `sha256=<urlsafe b64>`."""
+    text = zipfile.ZipFile(wheel).read(f"{DIST}-{__version__}.dist-info/RECORD").decode()
+    return {row[0]: row[1] for row in csv.reader(io.StringIO(text)) if len(row) == 3 and row[1]}
 
 
 def source_tree() -> Path | None:

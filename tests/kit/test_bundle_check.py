@@ -24,12 +24,17 @@ def test_bundle_layout(tiny_models, tmp_path, cli, capsys):
                             "--seed", "3", "-o", out, "--tar")  # fmt: skip
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["README.txt", "budget.toml", "bundle.json", "fsanet_edge-0.1.0-py3-none-any.whl", "golden.npz",
-                     "host-angles.npz", "mean.onnx"]  # fmt: skip
+    assert names == ["README.txt", "SHA256SUMS", "budget.toml", "bundle.json", "fsanet_edge-0.1.0-py3-none-any.whl",
+                     "golden.npz", "host-angles.npz", "mean.onnx", "requirements.txt"]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kit", "kit.tar.gz"]  # no temporary folder left
     m = json.loads((out / "bundle.json").read_text())
     assert m["format"] == "fsanet-bundle" and m["reference"] == "mean.onnx"
-    assert m["files"] == {n: sha256(out / n) for n in names if n != "bundle.json"}
+    assert m["files"] == {n: sha256(out / n) for n in names if n not in ("bundle.json", "SHA256SUMS")}
+    sums = (out / "SHA256SUMS").read_text()  # `sha256sum` lines of every other file, sorted
+    assert sums == "".join(f"{sha256(out / n)}  {n}\n" for n in names if n != "SHA256SUMS")
+    assert f"SHA256SUMS sha256: {sha256(out / 'SHA256SUMS')}\n" in stdout  # the host's line, not in the kit
+    assert not [p for p in out.iterdir() if sha256(out / "SHA256SUMS").encode() in p.read_bytes()]
+    assert (out / "requirements.txt").read_text() == f"{WHEEL} --hash=sha256:{sha256(out / WHEEL)}\n"
     assert m["artifacts"] == [
         {"file": "mean.onnx", "backend": "onnxruntime", "precision": "unknown", "sidecar": None,
          "input_format": "nchw,bgr,raw", "host_angles": True, "host_note": None}
@@ -50,7 +55,8 @@ def test_bundle_layout(tiny_models, tmp_path, cli, capsys):
         assert "fsanet/models/fsanet-fusion-synthetic.pt" in z.namelist()
         assert {n.split("/")[0] for n in z.namelist()} == {"fsanet", "fsanet_edge-0.1.0.dist-info"}
     readme = (out / "README.txt").read_text()
-    assert f"pip install 'kit/{WHEEL}[onnxruntime]'" in readme and "fsanet check kit" in readme
+    assert "(cd kit && pip install --no-deps --require-hashes -r requirements.txt)" in readme
+    assert "  pip install 'onnxruntime==1.32.0'   # runs the .onnx files" in readme and "fsanet check kit" in readme
     assert "fsanet check kit --remote user@device" in readme
     assert "wrote" in stdout and "kit.tar.gz" in stdout
     import tarfile
@@ -70,7 +76,7 @@ def test_check_passes_and_writes_both_reports(tiny_kit, tmp_path, cli, capsys):
     assert a["drift_to_host"]["max"] == 0.0 and a["latency"]["compute"]["1"]["runs"] == 4
     assert a["mae"]["mean"] > 0 and abs(a["mae_increase"]) < 1e-9  # labelled synthetic heads
     assert r["verdict"] == "PASS" and r["recommended"]["artifact"] == "mean.onnx"
-    assert r["bundle"]["files_verified"] == 6 and r["machine"]["cpu"]
+    assert r["bundle"]["files_verified"] == 9 and r["machine"]["cpu"]
     assert r["not_judged"] == [] and r["budget"]["limits"] == {"all": {"max_drift": 0.25, "max_mae_increase": 0.2}}
     md = (tmp_path / "rep" / "check.md").read_text()
     assert "| mean.onnx (golden) | onnxruntime | unknown | PASS |" in md and "verdict: PASS" in md
@@ -121,7 +127,7 @@ def test_a_changed_file_exits_2_naming_it(tiny_kit, tmp_path, cli, capsys, victi
     (kit / victim).write_bytes(bytes(data))
     code, _, err = cli(capsys, "check", kit, *FAST, "-o", tmp_path / "rep")
     assert code == 2
-    assert f"{kit / victim}: sha256" in err and "does not match bundle.json" in err
+    assert f"{kit / victim}: sha256" in err and "does not match bundle.json and SHA256SUMS" in err
     assert not (tmp_path / "rep").exists()
 
 
@@ -129,7 +135,7 @@ def test_a_missing_file_and_a_folder_that_is_no_kit_exit_2(tiny_kit, tmp_path, c
     kit = shutil.copytree(tiny_kit, tmp_path / "kit")
     (kit / "host-angles.npz").unlink()
     code, _, err = cli(capsys, "check", kit, *FAST)
-    assert code == 2 and "host-angles.npz: missing from the bundle" in err
+    assert code == 2 and "host-angles.npz: missing from the bundle (SHA256SUMS lists it)" in err
     code, _, err = cli(capsys, "check", tmp_path, *FAST)
     assert code == 2 and "bundle.json: missing" in err
 
@@ -213,4 +219,4 @@ def test_an_artifact_whose_runtime_is_missing_is_skipped_naming_the_extra(tiny_k
     done = runtime_only("onnxruntime", "check", tiny_kit, *FAST, "-o", tmp_path / "rep")
     assert done.returncode == 2  # nothing left to run
     assert "no artifact of the kit can run here" in done.stderr
-    assert f"pip install '{tiny_kit}/{WHEEL}[onnxruntime]'" in done.stderr
+    assert "install a runtime: pip install 'onnxruntime==1.32.0'" in done.stderr  # not fsanet-edge[...] from an index
