@@ -14,7 +14,7 @@ from fsanet.benchmarks.budget import load_budget
 
 from fsanet.cli import main
 from fsanet.errors import DataError
-from fsanet.limits import MAX_BATCH, MAX_FACES
+from fsanet.limits import MAX_BATCH, MAX_FACES, MAX_GOLDEN_FACES
 from fsanet.manifest import base_manifest, write_sidecar
 
 pytestmark = pytest.mark.unit
@@ -38,7 +38,7 @@ def refused(capsys, *argv) -> str:
         (["calib", "build", "synthetic:10", "-o", "c.npz", "-n", "1000000000"], MAX_FACES),
         (["synth", "-n", "1000000001", "-o", "s.npz"], MAX_FACES),
         (["debug", "a.onnx", "--reference", "b.onnx", "--faces", "f", "-o", "o", "-n", "100000000"], MAX_FACES),
-        (["bundle", "a.onnx", "-o", "kit", "--count", "100000000"], MAX_FACES),
+        (["bundle", "a.onnx", "-o", "kit", "--count", "100000000"], MAX_GOLDEN_FACES),
         (["pipeline", "--calib-count", "100000000"], MAX_FACES),
         (["bench", "m.onnx", "--faces", "f", "-o", "o", "--batch", "1,100000000"], MAX_BATCH),
         (["profile", "m.onnx", "--faces", "f", "-o", "o", "--batch", "100000000"], MAX_BATCH),
