@@ -20,7 +20,7 @@ from pathlib import Path
 from fsanet import __version__
 from fsanet.argtypes import batch, count, float_pair, integer, integer_list, milestones, positive_float
 from fsanet.errors import DataError, FsanetError, Terminated
-from fsanet.limits import MAX_BATCH
+from fsanet.limits import MAX_BATCH, MAX_GOLDEN_FACES
 from fsanet.packaged import DEFAULT_HELP
 from fsanet.paths import check_inputs_exist, check_output_dir, check_output_file
 
@@ -781,7 +781,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bundle", help="a self-contained kit that proves a device: artifacts, golden faces, budget")
     s.add_argument("artifacts", nargs="+", help="artifacts (.onnx, .tflite, .pt); foreign files as FILE@nhwc,bgr,raw")
     s.add_argument("--faces", help="golden faces: folder with .pts, labelled set or .npz (default: synthetic heads)")
-    s.add_argument("--count", type=count, default=200, help="golden faces (spread over --faces; synthetic: drawn)")
+    s.add_argument(
+        "--count",
+        type=integer(1, MAX_GOLDEN_FACES),
+        default=200,
+        help="golden faces (spread over --faces; synthetic: drawn); at most fsanet.limits.MAX_GOLDEN_FACES",
+    )
     s.add_argument("--seed", type=integer(0), default=0, help="seed of the synthetic golden heads")
     s.add_argument("--reference", help="float reference for the golden angles (default: the FP32 ONNX given)")
     s.add_argument("--budget", default="default", help="TOML budget or a shipped name (default, ports)")
