@@ -371,6 +371,8 @@ def crops_verdict(a: np.ndarray) -> str:
         v = a.astype(np.float64)
     if v.size and (not np.isfinite(v).all() or v.min() < 0 or v.max() > 255):
         return "bad"
+    if v.size and a.dtype.kind == "f" and 0 < v.max() <= 1:
+        return "bad"  # floats scaled to 0..1 are refused, naming 0..255 (an all-zero batch is either)
     return verdict
 
 
