@@ -94,9 +94,6 @@ class ExportJob:
 
 
 def _check(targets: list[str], calib_path, skip_unavailable: bool, qat: bool = False) -> list[str]:
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown or not targets:
-        raise DataError(f"--to {','.join(unknown) or '(empty)'}: not a target; available: {', '.join(TARGETS)}")
     other = [t for t in targets if t not in QAT_TARGETS]
     if qat and other:
         raise DataError(f"--to {','.join(other)}: a QAT checkpoint exports to {', '.join(QAT_TARGETS)} only")
@@ -139,11 +136,10 @@ def export_targets(
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint
 
-    trt_options = _check_trt_options(targets, dla_core, gpu_fallback, int8_float)
-    if int8_objective is not None or candidates > 1:
-        _check_objective(
-            targets, int8_objective, candidates, int8_max_drift, verify_path, int8_float_ops, int8_float_layers
-        )
+    trt_options = check_options(
+        targets, verify_path, int8_max_drift, int8_float_ops, int8_float_layers, int8_objective, candidates,
+        dla_core, gpu_fallback, int8_float,
+    )  # fmt: skip
     qat = is_qat_checkpoint(checkpoint_path)
     _check(targets, calib_path, skip_unavailable, qat)
     if qat and (int8_max_drift is not None or int8_float_ops is not None or int8_float_layers):
@@ -174,6 +170,84 @@ def export_targets(
     for r in rows:
         r["size_ratio"] = r["size_mb"] * 1e6 / float_size if r["file"] else None
     return rows
+
+
+def check_options(
+    targets: list[str],
+    verify_path=None,
+    int8_max_drift: float | None = None,
+    int8_float_ops: tuple[str, ...] | None = None,
+    int8_float_layers: tuple[str, ...] = (),
+    int8_objective: str | None = None,
+    candidates: int = 1,
+    dla_core: int | None = None,
+    gpu_fallback: bool = True,
+    int8_float: str | None = None,
+) -> dict:
+    """Every refusal of the options themselves (no file read), made before any work: unknown
+    targets or op types, options that conflict or that no requested target takes. Returns the
+    TensorRT options."""
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise DataError(f"--to {','.join(unknown) or '(empty)'}: not a target; available: {', '.join(TARGETS)}")
+    trt_options = _check_trt_options(targets, dla_core, gpu_fallback, int8_float)
+    if int8_objective is not None or candidates > 1:
+        _check_objective(
+            targets, int8_objective, candidates, int8_max_drift, verify_path, int8_float_ops, int8_float_layers
+        )
+    _check_int8_recipe(targets, int8_max_drift, int8_float_ops, tuple(int8_float_layers), verify_path, int8_objective)
+    return trt_options
+
+
+def _check_int8_recipe(targets, max_drift, float_ops, float_layers, verify_path, objective) -> None:
+    """--int8-float-ops/-layers (a recipe) and --int8-max-drift (a search for one): which INT8
+    targets take them, and never both (the search would ignore the recipe)."""
+    if float_ops is not None:
+        check_float_ops(float_ops)
+    recipe = [o for o, v in (("--int8-float-ops", float_ops is not None), ("--int8-float-layers", float_layers)) if v]
+    if recipe and "onnx-int8" not in targets:
+        raise DataError(f"{'/'.join(recipe)} applies to the INT8 ONNX file; add --to onnx-int8")
+    if max_drift is None:
+        return
+    if recipe:
+        raise DataError(
+            f"{'/'.join(recipe)} is a recipe already and --int8-max-drift searches for one; give one of them"
+        )
+    if "onnx-int8" not in targets and "tflite-int8" not in targets:
+        raise DataError("--int8-max-drift applies to INT8 files; add --to onnx-int8 or tflite-int8")
+    if "onnx-int8" in targets and objective is None and verify_path is None:
+        raise DataError("--int8-max-drift needs --verify FACES (real faces not in the calibration set)")
+
+
+def check_float_ops(ops: tuple[str, ...]) -> None:
+    """--int8-float-ops names ONNX op types (NNCF ignores a name it does not know without a word)."""
+    import difflib
+
+    from fsanet.export.quantize import FLOAT_OPS
+    from onnx import defs
+
+    known = {s.name for s in defs.get_all_schemas() if s.domain == ""}
+    unknown = [o for o in ops if o not in known]
+    if unknown:
+        close = {c for o in unknown for c in difflib.get_close_matches(o, sorted(known), 1)}
+        hint = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
+        raise DataError(
+            f"--int8-float-ops {','.join(unknown)}: not an ONNX op type{hint}; op types of fsanet's graphs that "
+            f"can stay float: Conv, {', '.join(FLOAT_OPS)} (the default: all but Conv)"
+        )
+
+
+def _check_ops_in_graph(ops: tuple[str, ...], float_onnx: Path) -> None:
+    """The op types named are in this model's graph (a valid ONNX op type it lacks keeps nothing float)."""
+    import onnx
+
+    present = {n.op_type for n in onnx.load(str(float_onnx), load_external_data=False).graph.node}
+    missing = sorted(set(ops) - present)
+    if missing:
+        raise DataError(
+            f"--int8-float-ops {','.join(missing)}: {float_onnx.name} has no such op; its op types: "
+            f"{', '.join(sorted(present))}"
+        )
 
 
 def _float_checkpoint(job: ExportJob) -> Path:
@@ -223,14 +297,11 @@ def _onnx(job: ExportJob, target: str, _skip: bool) -> dict:
             job.candidates, products="tensorrt-int8" not in job.targets,  # TensorRT parses no dynamic int8 products
         )  # fmt: skip
         m = written[0]
-    elif job.int8_max_drift is not None:
-        if job.int8_float_layers:
-            raise DataError("--int8-float-layers is a recipe already; give it without --int8-max-drift")
-        if job.verify is None:
-            raise DataError("--int8-max-drift needs --verify FACES (real faces not in the calibration set)")
+    elif job.int8_max_drift is not None:  # check_options refused a recipe with it, and no --verify
         m = quantize_with_budget(job.float_onnx, job.calib, out, job.int8_max_drift, job.verify, job.verify_name)
     else:
         ops = FLOAT_OPS if job.int8_float_ops is None else job.int8_float_ops
+        _check_ops_in_graph(job.int8_float_ops or (), job.float_onnx)
         m = quantize_onnx(
             job.float_onnx, job.calib, out, ops, job.verify, job.verify_name, float_layers=job.int8_float_layers
         )

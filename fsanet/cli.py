@@ -60,15 +60,29 @@ def _console(args, logs):
     return Console(logs, verbose=getattr(args, "verbose", False))
 
 
+def _holding(folder, option: str = "-o", name: str | None = None):
+    """This run's hold on its output folder (a second run into it exits 2 at once); see
+    fsanet.console.output_lock."""
+    from fsanet.console import LOCK_NAME, output_lock
+
+    return output_lock(folder, option, name or LOCK_NAME)
+
+
 def _export(args) -> int:
     check_output_dir(args.output, [args.model, args.calib, args.verify])
     check_inputs_exist([args.model], "checkpoint")
     check_inputs_exist([args.calib, args.verify], "calibration or verification set")
-    from fsanet.export.targets import export_targets
+    from fsanet.export.targets import check_options, export_targets
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
     float_ops = None if args.int8_float_ops is None else tuple(filter(None, args.int8_float_ops.split(",")))
-    with _console(args, Path(args.output, "logs")).stage("export", total=len(targets), unit="targets") as stage:
+    float_layers = tuple(filter(None, (args.int8_float_layers or "").split(",")))
+    check_options(targets, args.verify, args.int8_max_drift, float_ops, float_layers, args.int8_objective,
+                  args.candidates, args.dla_core, not args.no_gpu_fallback, args.int8_float_parts)  # fmt: skip
+    with (
+        _holding(args.output),
+        _console(args, Path(args.output, "logs")).stage("export", total=len(targets), unit="targets") as stage,
+    ):
         rows = export_targets(
             args.model,
             targets,
@@ -77,7 +91,7 @@ def _export(args) -> int:
             verify_path=args.verify,
             int8_max_drift=args.int8_max_drift,
             int8_float_ops=float_ops,
-            int8_float_layers=tuple(filter(None, (args.int8_float_layers or "").split(","))),
+            int8_float_layers=float_layers,
             int8_objective=args.int8_objective,
             candidates=args.candidates,
             skip_unavailable=args.skip_unavailable,
@@ -255,7 +269,7 @@ def _bench(args) -> int:
         processes=args.processes,
         p50_within=args.p50_within,
     )
-    with _console(args, Path(args.output, "logs")).stage("bench") as stage:
+    with _holding(args.output), _console(args, Path(args.output, "logs")).stage("bench") as stage:
         result = run_bench(args.models, data, faces, args.reference, cfg, progress=stage)
         violations = check(budget, result["artifacts"], args.budget) if budget else None
         paths = write_reports(result, violations, args.output)
@@ -274,8 +288,11 @@ def _calib(args) -> int:
     check_output_file(args.output, [args.source, args.detector])
     from fsanet import calib
 
-    logs = Path(args.output).resolve().parent / "logs"
-    with _console(args, logs).stage("calibration", total=args.count, unit="faces") as stage:
+    output = Path(args.output).resolve()
+    with (  # held per output file: builds of other files into the folder may run beside it
+        _holding(output.parent, name=f".{output.name}.lock"),
+        _console(args, output.parent / "logs").stage("calibration", total=args.count, unit="faces") as stage,
+    ):
         cs = calib.build(args.source, args.count, args.seed, args.bins, args.detector, progress=stage.update)
         cs.save(args.output)
         stage.done(f"{len(cs)} faces -> {args.output}")
@@ -382,7 +399,8 @@ def _pipeline(args) -> int:
         print(f"  - {v}")
     print("\n".join(summary["recommendation"]))
     print(stage_times(summary))
-    print(f"report: {args.output}/summary.md; library output: {args.output}/logs/")
+    logs = ", ".join(summary["logs"]) or "none (the libraries printed nothing)"
+    print(f"report: {args.output}/summary.md; library output: {logs}")
     return 0 if summary["verdict"] == "PASS" else 1
 
 

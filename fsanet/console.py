@@ -207,8 +207,8 @@ def output_lock(folder: str | Path, option: str = "-o", name: str = LOCK_NAME) -
             except BlockingIOError:
                 os.close(fd)
                 raise DataError(
-                    f"{option} {folder}: another fsanet run is writing into this folder (it holds {path}); "
-                    "wait for it to end or choose another output"
+                    f"{option} {folder}: another fsanet run holds {path} (it is writing there); wait for it to "
+                    "end or choose another output"
                 ) from None
             if _still_at(fd, path):
                 break

@@ -9,7 +9,7 @@ trained on synthetic heads instead; `--weights FILE.h5 ...` or `model.pt` any ot
 `--real-data`/`--real-faces` judge every file on real faces as well (MAE, drift).
 
 Each stage prints one line (`fsanet.console`); what the libraries print goes to
-`<output>/logs/<stage>.log`.
+`<output>/logs/<stage>.log` (`<stage>-2.log`, ... when a file of that name is there already).
 """
 
 from __future__ import annotations
@@ -69,36 +69,59 @@ def _model_stem(cfg: PipelineConfig) -> str:
     return "fsanet-fusion" if len(files) > 1 else files[0].stem
 
 
-def _checkpoint(cfg: PipelineConfig, out: Path) -> tuple[Path, str]:
-    name = packaged_name(cfg)
-    if name:
-        model = packaged(name)
-        return model.path, model.describe()
+def _check_weights(cfg: PipelineConfig) -> None:
+    """--weights names a packaged model, .h5 files (read at import), or one checkpoint that
+    loads safely (a pickled one is refused here, before anything is written)."""
+    if packaged_name(cfg):
+        return
     files = [Path(w) for w in cfg.weights]
     if all(f.suffix == ".h5" for f in files):
-        from fsanet.importer import import_keras
-
-        target = out / f"{_model_stem(cfg)}.pt"
-        import_keras(files, target)
-        return target, "imported from " + ", ".join(f.name for f in files)
+        return
     if len(files) == 1 and files[0].suffix == ".pt":
-        return files[0], files[0].name
+        from fsanet.checkpoint import read_torch_file
+
+        read_torch_file(files[0])
+        return
     raise DataError(
         f"--weights {' '.join(cfg.weights)}: give a packaged model ({', '.join(PACKAGED)}), the authors' .h5 "
         "files or one fsanet checkpoint (.pt)"
     )
 
 
-def _calibration(cfg: PipelineConfig, out: Path, stage) -> Path:
+def _checkpoint(cfg: PipelineConfig, out: Path) -> tuple[Path, str]:
+    name = packaged_name(cfg)
+    if name:
+        model = packaged(name)
+        return model.path, model.describe()
+    files = [Path(w) for w in cfg.weights]
+    if files[0].suffix == ".pt":  # _check_weights took it
+        return files[0], files[0].name
+    from fsanet.importer import import_keras
+
+    target = out / f"{_model_stem(cfg)}.pt"
+    import_keras(files, target)
+    return target, "imported from " + ", ".join(f.name for f in files)
+
+
+def _built_calibration(cfg: PipelineConfig):
+    """The --calib calibration set when it is one (loaded and checked now), else None after
+    checking that the source opens (a photo folder is only read in its stage)."""
+    from fsanet import calib
+    from fsanet.data import open_faces
+
+    if cfg.calib.endswith(".npz") and calib.is_calibration_file(cfg.calib):
+        return calib.load(cfg.calib)  # else: an official .npz dataset
+    if not Path(cfg.calib).is_dir():
+        open_faces(cfg.calib)
+    return None
+
+
+def _calibration(cfg: PipelineConfig, built, out: Path, stage) -> Path:
     from fsanet import calib
 
-    if cfg.calib.endswith(".npz") and Path(cfg.calib).is_file():
-        try:
-            cs = calib.load(cfg.calib)  # a calibration set already (else: an official .npz dataset)
-            stage.done(f"{len(cs)} faces from {cfg.calib} (built before)")
-            return Path(cfg.calib)
-        except DataError:
-            pass
+    if built is not None:
+        stage.done(f"{len(built)} faces from {cfg.calib} (built before)")
+        return Path(cfg.calib)
     cs = calib.build(cfg.calib, cfg.calib_count, seed=0, progress=stage.update)
     stage.done(f"{len(cs)} faces from {cfg.calib}")
     return cs.save(out / "calib.npz")
@@ -111,27 +134,49 @@ def _export_line(rows: list[dict]) -> str:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    """Run every stage; returns the summary (also written as summary.json / summary.md)."""
-    from fsanet.benchmarks.bench import run_bench
-    from fsanet.benchmarks.budget import check, check_names, load_budget
-    from fsanet.benchmarks.report import recommendation, write_reports
-    from fsanet.data import open_faces
-    from fsanet.export.targets import artifact_name, export_targets
+    """Run every stage; returns the summary (also written as summary.json / summary.md).
+    Every input is checked before anything is written, and the output folder is held for the
+    run (a second run into it is refused)."""
+    from fsanet.console import output_lock
 
-    budget = load_budget(cfg.budget)  # a bad budget file, or one naming no artifact, fails before the work
+    checked = _checked_inputs(cfg)
+    with output_lock(cfg.output) as out:
+        return _run(cfg, out, *checked)
+
+
+def _checked_inputs(cfg: PipelineConfig) -> tuple:
+    """(budget, labelled faces, real-face sets, the given calibration set or None), each input
+    refused now rather than after minutes of work or with an output folder made."""
+    from fsanet.benchmarks.budget import check_names, load_budget
+    from fsanet.data import open_faces
+    from fsanet.export.targets import artifact_name
+
+    budget = load_budget(cfg.budget)
     targets = [t for group in pipeline_targets() for t in group]
     check_names(budget, [artifact_name(_model_stem(cfg), t) for t in targets], cfg.budget)
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_weights(cfg)
     data = open_faces(cfg.data)
+    if cfg.faces:
+        open_faces(cfg.faces)
+    real_sets = _open_real(cfg)
+    return budget, data, real_sets, _built_calibration(cfg)
+
+
+def _run(cfg: PipelineConfig, out: Path, budget: dict, data, real_sets: dict, built_calib) -> dict:
+    from fsanet.benchmarks.bench import run_bench
+    from fsanet.benchmarks.budget import check
+    from fsanet.benchmarks.report import recommendation, write_reports
+    from fsanet.data import open_faces
+    from fsanet.export.targets import export_targets
+
+    targets = [t for group in pipeline_targets() for t in group]
     faces_spec = cfg.faces or cfg.data
-    real_sets = _open_real(cfg)  # a bad path fails before the work
     console = Console(out / "logs", cfg.verbose)
     with console.stage("model") as stage:
         checkpoint, model_name = _checkpoint(cfg, out)
         stage.done(Path(checkpoint).name)
     with console.stage("calibration", total=cfg.calib_count, unit="faces") as stage:
-        calib_path = _calibration(cfg, out, stage)
+        calib_path = _calibration(cfg, built_calib, out, stage)
     trt = cfg.tensorrt and importlib.util.find_spec("tensorrt") is not None
     with console.stage("export", total=len(targets), unit="targets") as stage:
         rows = export_targets(
@@ -170,6 +215,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         "recommendation": recommendation(result, violations),
         "real_faces": real,
         "seconds": dict(console.seconds),
+        "logs": [str(p) for p in console.kept],  # the libraries' output of this run (none: they printed nothing)
         "reports": {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in paths.items()},
     }
     _write_summary(out, summary, result)
@@ -294,6 +340,15 @@ def stage_times(summary: dict) -> str:
     return f"stage times: {parts}; total {seconds_text(sum(seconds.values()))}"
 
 
+def logs_text(summary: dict, out: Path | None = None) -> str:
+    """Where this run's library output is: the logs it kept (relative to `out` when given)."""
+    logs = [Path(p) for p in summary.get("logs") or ()]
+    if not logs:
+        return "The libraries printed nothing (no log kept)."
+    names = [str(p.relative_to(out)) if out is not None and p.is_relative_to(out) else str(p) for p in logs]
+    return f"Library output: {', '.join(names)}."
+
+
 def _write_summary(out: Path, summary: dict, result: dict) -> None:
     from fsanet.benchmarks.machine import describe as describe_machine
     from fsanet.files import json_text, write_text
@@ -317,7 +372,7 @@ def _write_summary(out: Path, summary: dict, result: dict) -> None:
         *summary["recommendation"],
         "",
         "Full benchmark (both states, memory, ratios): [report/report.md](report/report.md). "
-        f"{stage_times(summary).capitalize()}. Library output of each stage: logs/.",
+        f"{stage_times(summary).capitalize()}. {logs_text(summary, out)}",
         "",
         "![latency](report/latency.png) ![errors](report/errors.png)",
         "",
