@@ -133,7 +133,8 @@ def verify(remote: Remote, bundle: layout.Bundle) -> None:
         )
     done = _shell(remote, "verify", f"cd {q} && sha256sum -c --strict --quiet {sums}")
     if done.returncode != 0:
-        why = _last_line(done.stdout + "\n" + done.stderr) if done.stdout.strip() else _last_line(done.stderr)
+        failed = [x.strip() for x in done.stdout.splitlines() if x.strip()]  # `NAME: FAILED` lines
+        why = failed[0] if failed else _last_line(done.stderr)
         raise RemoteError(remote, "verify", f"`sha256sum -c {sums}` in {remote.path} failed ({why}); nothing run")
     listing = _shell(remote, "verify", f"cd {q} && ls -Ap").stdout.splitlines()
     extra = [e for e in listing if e.rstrip("/") not in bundle.sums and e != sums and not _report(e)]

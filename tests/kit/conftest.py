@@ -9,6 +9,7 @@ CI, where they fail with the install command.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -93,6 +94,89 @@ def tiny_kit(tiny_models, fsanet_wheel, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-kit") / "kit"
     make_bundle([tiny_models["mean"]], out, count=8, reference=tiny_models["mean"], wheel=fsanet_wheel)
     return out
+
+
+def reseal(kit: Path) -> str:
+    """Rewrite bundle.json's `files` and SHA256SUMS after a test edited the kit, as a forger who
+    controls the whole kit would: what stops such a kit is then its schema or its contents, or
+    the host's line (the sha256 of SHA256SUMS, returned here)."""
+    from fsanet.kit import layout
+
+    from fsanet.files import json_text, sha256
+
+    manifest = json.loads((kit / layout.MANIFEST).read_text())
+    names = sorted(p.name for p in kit.iterdir() if p.is_file() and p.name not in (layout.MANIFEST, layout.SUMS))
+    if isinstance(manifest, dict):
+        manifest["files"] = {n: sha256(kit / n) for n in names}
+        (kit / layout.MANIFEST).write_text(json_text(manifest))
+    sums = {n: sha256(kit / n) for n in [*names, layout.MANIFEST]}
+    (kit / layout.SUMS).write_text(layout.sums_text(sums))
+    return sha256(kit / layout.SUMS)
+
+
+def device_steps(kit: Path, host_line: str) -> str:
+    """The verification and install steps of the kit's README.txt, as written, with H set to the
+    host's sha256 of SHA256SUMS (the one thing the user types in)."""
+    lines = (kit / "README.txt").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  H="))
+    last = next(i for i, line in enumerate(lines) if "--require-hashes" in line)
+    steps = [line.removeprefix("  ") for line in lines[first : last + 1]]
+    assert steps[0] == "H=PASTE_THE_64_HEX_DIGITS_OF_THE_HOST_LINE"
+    return "\n".join([f"H={host_line}", *steps[1:]]) + "\n"
+
+
+def make_venv(folder: Path, pip: bool = True) -> Path:
+    """A fresh virtual environment (no system site-packages); returns its bin folder."""
+    subprocess.run([sys.executable, "-m", "venv", *([] if pip else ["--without-pip"]), str(folder)], check=True)
+    return folder / "bin"
+
+
+def installed_fsanet(bin_dir: Path) -> str | None:
+    """The folder where the venv's Python finds the distribution fsanet-edge, or None."""
+    probe = (
+        "import importlib.metadata as m\n"
+        "try: print(m.distribution('fsanet-edge').locate_file(''))\n"
+        "except m.PackageNotFoundError: pass"
+    )
+    argv = [str(bin_dir / "python"), "-I", "-c", probe]  # -I: not the current folder (a checkout has egg-info)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return out.strip() or None
+
+
+@pytest.fixture(scope="session")
+def kit_helpers():
+    """reseal, device_steps, make_venv and installed_fsanet, for the test modules (which do not
+    import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        reseal=reseal, device_steps=device_steps, make_venv=make_venv, installed_fsanet=installed_fsanet
+    )
+
+
+@pytest.fixture(scope="session")
+def device_python(fsanet_wheel, tmp_path_factory) -> Path:
+    """A device's Python for --remote: a fresh venv with the kit's wheel installed as the README
+    says (--no-deps --require-hashes), its dependencies (numpy, ONNX Runtime, ...) taken from this
+    checkout's venv through a path line (not a site folder: its editable fsanet is not loaded)."""
+    import sysconfig
+
+    from fsanet.kit.wheel import requirements_text
+
+    from fsanet.files import sha256
+
+    home = tmp_path_factory.mktemp("device-python")
+    bin_dir = make_venv(home / "venv", pip=False)
+    (home / "requirements.txt").write_text(requirements_text(fsanet_wheel.name, sha256(fsanet_wheel)))
+    shutil.copyfile(fsanet_wheel, home / fsanet_wheel.name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(bin_dir / "python"), "--disable-pip-version-check", "-q",
+         "install", "--no-index", "--no-deps", "--require-hashes", "-r", "requirements.txt"],
+        cwd=home, check=True,
+    )  # fmt: skip
+    site = Path(installed_fsanet(bin_dir))
+    (site / "host-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return bin_dir / "python"
 
 
 @dataclass(frozen=True)

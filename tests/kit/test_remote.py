@@ -1,17 +1,31 @@
 """`fsanet check DIR --remote user@127.0.0.1:PATH` against a real OpenSSH server started by the
-test (tests/kit/conftest.py), the remote Python being this repository's: copy, run, fetch, exit
+test (tests/kit/conftest.py), the remote Python a venv with the kit's wheel installed (conftest's
+device_python): copy, verify there with the device's sha256sum, check the install, run, fetch, exit
 codes passed through, and errors that name the host and the failing step."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 FAST = ["--runs", "4", "--warmup", "1"]
 
 
-def remote_check(cli, capsys, kit, sshd, target: str, *extra):
-    return cli(capsys, "check", kit, "--remote", target, "--remote-python", sys.executable, *sshd.argv(), *FAST, *extra)
+def remote_check(cli, capsys, kit, sshd, target: str, *extra, python=None):
+    python = python or sshd.python
+    return cli(capsys, "check", kit, "--remote", target, "--remote-python", python, *sshd.argv(), *FAST, *extra)
+
+
+@pytest.fixture
+def sshd(sshd, device_python):
+    """The server, and the device's Python: fsanet-edge from the kits' wheel."""
+    return SimpleNamespace(**vars(sshd), argv=sshd.argv, python=device_python)
 
 
 def test_remote_check_copies_runs_and_fetches(tiny_kit, sshd, tmp_path, cli, capsys):
@@ -43,14 +57,12 @@ def test_remote_errors_name_the_host_and_the_step(tiny_kit, sshd, tmp_path, cli,
     assert code == 2 and f"{sshd.host}: copy failed" in err
     code, _, err = cli(capsys, "check", tiny_kit, "--remote", f"{sshd.host}:{tmp_path / 'x'}", "--remote-python",
                        "/no/such/python3", *sshd.argv(), *FAST)  # fmt: skip
-    assert code == 2 and f"{sshd.host}: run failed" in err and "--remote-python" in err
+    assert code == 2 and f"{sshd.host}: install failed" in err and "--remote-python" in err
     code, _, err = cli(capsys, "check", tiny_kit, "--remote", ":path", *FAST)
     assert code == 2 and "give user@host" in err
 
 
 def test_a_damaged_kit_is_refused_before_any_copy(tiny_kit, sshd, tmp_path, cli, capsys):
-    import shutil
-
     kit = shutil.copytree(tiny_kit, tmp_path / "kit")
     (kit / "budget.toml").write_text("[all]\nmax_drift = 99\n")
     code, _, err = remote_check(cli, capsys, kit, sshd, f"{sshd.host}:{tmp_path / 'there'}")
@@ -70,3 +82,56 @@ def test_the_fusion_kit_over_ssh_gives_the_golden_fp32_angles(
     (report,) = kit.glob("check-*/check.json")  # the default report folder: check-<user@host>
     assert report.parent.name == "check-" + sshd.host.replace("@", "_")
     assert json.loads(report.read_text())["artifacts"]["fusion.onnx"]["drift"]["max"] <= 1e-3
+
+
+def test_a_python_without_the_kits_wheel_is_refused_before_running(tiny_kit, sshd, tmp_path, cli, capsys, kit_helpers):
+    there = tmp_path / "there"
+    code, _, err = remote_check(cli, capsys, tiny_kit, sshd, f"{sshd.host}:{there}", python=sys.executable)
+    assert code == 2 and f"{sshd.host}: install failed" in err  # this checkout's editable install
+    assert f"imports fsanet from {Path(__import__('fsanet').__file__).resolve()}" in err
+    assert "pip install --no-deps --require-hashes -r requirements.txt" in err
+    bare = kit_helpers.make_venv(tmp_path / "bare", pip=False) / "python"
+    code, _, err = remote_check(cli, capsys, tiny_kit, sshd, f"{sshd.host}:{there}", python=bare)
+    assert code == 2 and f"fsanet-edge is not installed for {bare} there" in err
+    assert not (there / "check").exists()  # nothing ran
+
+
+def test_another_wheel_installed_there_is_refused(tiny_kit, sshd, tmp_path, cli, capsys):
+    """The device's fsanet-edge has one file that differs from the kit's wheel."""
+    site = Path(subprocess.run([str(sshd.python), "-c", "import fsanet; print(fsanet.__file__)"], capture_output=True,
+                               text=True, check=True, cwd=tmp_path).stdout.strip()).parent  # fmt: skip
+    judge = site / "kit" / "judge.py"
+    honest = judge.read_bytes()
+    try:
+        judge.write_bytes(honest + b"\n# changed on the device\n")
+        code, _, err = remote_check(cli, capsys, tiny_kit, sshd, f"{sshd.host}:{tmp_path / 'there'}")
+    finally:
+        judge.write_bytes(honest)
+    assert code == 2 and "is not the kit's wheel (1 of" in err and "fsanet/kit/judge.py first" in err
+
+
+def test_an_added_file_there_is_refused_before_running(tiny_kit, sshd, tmp_path, cli, capsys):
+    there = tmp_path / "there"
+    (there / "fsanet").mkdir(parents=True)  # would shadow the installed package for `python -m fsanet` there
+    marker = tmp_path / "ran"
+    (there / "fsanet" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    code, _, err = remote_check(cli, capsys, tiny_kit, sshd, f"{sshd.host}:{there}")
+    assert code == 2 and f"{sshd.host}: verify failed: {there}/fsanet/ is not in SHA256SUMS" in err
+    assert not marker.exists() and not (there / "check").exists()
+
+
+def test_verify_uses_the_devices_sha256sum_on_the_copy(tiny_kit, sshd, tmp_path):
+    from fsanet.kit import layout
+    from fsanet.kit.remote import Remote, RemoteError, copy, verify
+
+    there = tmp_path / "there"
+    remote = Remote.parse(f"{sshd.host}:{there}", "kit", str(sshd.python), sshd.options)
+    bundle = layout.Bundle(tiny_kit)
+    copy(remote, tiny_kit, [*bundle.sums, layout.SUMS])
+    verify(remote, bundle)  # the honest copy
+    shutil.copyfile(tiny_kit / "golden.npz", there / "fsanet_edge-0.1.0-py3-none-any.whl")  # a swapped wheel there
+    with pytest.raises(RemoteError, match=r"verify failed: `sha256sum -c SHA256SUMS` in .* failed \(.*whl: FAILED"):
+        verify(remote, bundle)
+    (there / "SHA256SUMS").write_text((there / "SHA256SUMS").read_text().replace("README", "READ"))
+    with pytest.raises(RemoteError, match=r"SHA256SUMS there has sha256 [0-9a-f]{16}\.\.\., this host's"):
+        verify(remote, bundle)
