@@ -249,7 +249,7 @@ def read_manifest(folder: Path) -> dict:
         raise DataError(f"{path}: not an fsanet bundle manifest (field 'format' is not {FORMAT!r})")
     if manifest.get("version") != VERSION:
         raise DataError(
-            f"{path}: bundle version {str(manifest.get('version'))[:20]!r}; this fsanet reads version {VERSION}: "
+            f"{path}: bundle version {str(manifest.get('version'))[:20]}; this fsanet reads version {VERSION}: "
             "make the bundle with the same fsanet-edge version as the device runs"
         )
     try:

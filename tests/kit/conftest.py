@@ -96,17 +96,20 @@ def tiny_kit(tiny_models, fsanet_wheel, tmp_path_factory) -> Path:
     return out
 
 
-def reseal(kit: Path) -> str:
-    """Rewrite bundle.json's `files` and SHA256SUMS after a test edited the kit, as a forger who
-    controls the whole kit would: what stops such a kit is then its schema or its contents, or
-    the host's line (the sha256 of SHA256SUMS, returned here)."""
+def reseal(kit: Path, files: bool = True) -> str:
+    """Rewrite bundle.json's `files` (unless not `files`) and SHA256SUMS after a test edited the
+    kit, as a forger who controls the whole kit would: what stops such a kit is then its schema or
+    its contents, or the host's line (the sha256 of SHA256SUMS, returned here)."""
     from fsanet.kit import layout
 
     from fsanet.files import json_text, sha256
 
-    manifest = json.loads((kit / layout.MANIFEST).read_text())
+    try:
+        manifest = json.loads((kit / layout.MANIFEST).read_bytes())
+    except (ValueError, RecursionError):
+        manifest = None  # garbage stays garbage
     names = sorted(p.name for p in kit.iterdir() if p.is_file() and p.name not in (layout.MANIFEST, layout.SUMS))
-    if isinstance(manifest, dict):
+    if files and isinstance(manifest, dict):
         manifest["files"] = {n: sha256(kit / n) for n in names}
         (kit / layout.MANIFEST).write_text(json_text(manifest))
     sums = {n: sha256(kit / n) for n in [*names, layout.MANIFEST]}
