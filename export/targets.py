@@ -136,16 +136,16 @@ def export_targets(
     from fsanet.export.onnx import export_onnx
     from fsanet.export.qat import is_qat_checkpoint
 
-    trt_options = check_options(
-        targets, verify_path, int8_max_drift, int8_float_ops, int8_float_layers, int8_objective, candidates,
-        dla_core, gpu_fallback, int8_float,
-    )  # fmt: skip
     qat = is_qat_checkpoint(checkpoint_path)
-    _check(targets, calib_path, skip_unavailable, qat)
     if qat and (int8_max_drift is not None or int8_float_ops is not None or int8_float_layers):
         raise DataError("--int8-max-drift/--int8-float-ops/--int8-float-layers choose post-training quantization; "
                         "a QAT checkpoint "
                         "already holds its quantizers (set at `fsanet train --qat`)")  # fmt: skip
+    trt_options = check_options(
+        targets, verify_path, int8_max_drift, int8_float_ops, int8_float_layers, int8_objective, candidates,
+        dla_core, gpu_fallback, int8_float,
+    )  # fmt: skip
+    _check(targets, calib_path, skip_unavailable, qat)
     calib = None
     if calib_path:
         from fsanet import calib as calib_mod
