@@ -128,10 +128,13 @@ class Console:
     def _kept(self, log: Path) -> bool:
         """Whether the stage's log holds anything; an empty one (ours) is removed, with the
         folders this run made for it (a command refused before any work leaves no folder)."""
-        if log.stat().st_size:
-            self.kept.append(log)
-            return True
-        log.unlink()
+        try:
+            if log.stat().st_size:
+                self.kept.append(log)
+                return True
+            log.unlink()
+        except FileNotFoundError:  # removed by someone else meanwhile: nothing of ours to keep
+            return False
         self._made = remove_empty(self._made)
         return False
 

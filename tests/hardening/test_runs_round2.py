@@ -160,6 +160,13 @@ def test_the_lock_of_a_killed_run_does_not_block(tmp_path, capsys):
     assert (out / "c.npz").is_file()
 
 
+def test_a_refused_calib_build_leaves_none_of_the_folders_it_made(tmp_path, capsys):
+    out = tmp_path / "new" / "sets" / "c.npz"
+    assert main(["calib", "build", str(tmp_path / "missing"), "-n", "8", "-o", str(out)]) == 2
+    one_error_line(capsys, "missing")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_calib_builds_of_other_files_into_one_folder_may_run_together(tmp_path, capsys):
     from fsanet.console import output_lock
 
