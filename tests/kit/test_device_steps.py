@@ -105,3 +105,11 @@ def test_pip_alone_refuses_a_swapped_wheel_by_its_hash(tiny_kit, tmp_path, venv,
     done = subprocess.run(pip, cwd=kit, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0  # honest, but its dependencies have no hash here
     assert kit_helpers.installed_fsanet(venv) is None
+
+
+def test_readme_md_gives_the_kits_steps_word_for_word():
+    from fsanet.kit.bundle import device_steps
+    from fsanet.kit.wheel import source_tree
+
+    readme = (source_tree() / "README.md").read_text()
+    assert "\n".join(device_steps("kit")) + "\n" in readme
