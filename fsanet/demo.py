@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fsanet.data.base import IMAGE_SUFFIXES, pixel_limit, read_image
+from fsanet.data.base import IMAGE_KIND, IMAGE_SUFFIXES, pixel_limit, read_image
 from fsanet.errors import DataError
 from fsanet.files import atomic_write, regular_file
 from fsanet.preprocess import INPUT_SIZE
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}  # the videos -o writes
-IMAGE_OUTPUTS = (*IMAGE_SUFFIXES, ".tif", ".tiff", ".webp")  # the images -o writes (every OpenCV 4 wheel)
+IMAGE_OUTPUTS = (*IMAGE_SUFFIXES, ".tif", ".tiff")  # the images -o writes (every OpenCV 4 wheel)
 WINDOW = "fsanet demo"
 
 
@@ -176,7 +176,7 @@ def image_jobs(sources: list[str], output: str | None) -> list[tuple[Path, Path 
                 raise DataError(f"{s}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
             pairs += [(f, f.relative_to(s)) for f in found]
         elif s.exists() or s.is_symlink():
-            pairs.append((regular_file(s, "JPEG, PNG or BMP image"), Path(s.name)))
+            pairs.append((regular_file(s, IMAGE_KIND), Path(s.name)))
         else:
             raise DataError(f"{s}: no such image, folder or video (a camera is given by its index, e.g. 0)")
     if output is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fsanet.data.base import IMAGE_SUFFIXES, pixel_limit, read_image
+from fsanet.data.base import IMAGE_KIND, IMAGE_SUFFIXES, pixel_limit, read_image
 from fsanet.errors import DataError
 from fsanet.files import regular_file
 from fsanet.preprocess import INPUT_SIZE, crop_box, expand_box, official_crop
@@ -29,7 +29,7 @@ def image_files(paths: list[str]) -> list[Path]:
                 raise DataError(f"{p}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
             files += found
         elif p.exists() or p.is_symlink():
-            files.append(regular_file(p, "JPEG, PNG or BMP image"))
+            files.append(regular_file(p, IMAGE_KIND))
         else:
             raise DataError(f"{p}: no such image or folder")
     return files
@@ -39,7 +39,7 @@ def folder_images(folder: Path) -> list[Path]:
     """The files under `folder` with an image suffix, sorted; one that is not a regular file
     (a FIFO named x.jpg) is refused, naming it, rather than skipped or read."""
     found = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir())
-    return [regular_file(f, "JPEG, PNG or BMP image") for f in found]
+    return [regular_file(f, IMAGE_KIND) for f in found]
 
 
 def faces_in(path: Path, detector=None) -> tuple[list[np.ndarray], str]:

@@ -18,7 +18,8 @@ from fsanet.limits import MAX_PIXELS, check_count
 from fsanet.preprocess import INPUT_SIZE
 
 PROTOCOL_RANGE = 99.0  # the paper's protocols keep faces with every |angle| <= 99 degrees
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_KIND = "JPEG, PNG, BMP or WebP image"  # the formats read_image reads, found by content
 
 
 @dataclass
@@ -82,11 +83,11 @@ def pixel_limit(max_pixels: int | None):
 
 
 def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """A JPEG, PNG or BMP file as a BGR uint8 image. Refused before decoding (DataError naming
+    """A JPEG, PNG, BMP or WebP file as a BGR uint8 image. Refused before decoding (DataError naming
     the file): anything but a regular file (a FIFO would block forever), another format, a
     declared width x height above `max_pixels` (default: the current `pixel_limit`, 100 MP);
     after decoding: a file whose end is missing (OpenCV fills that part with grey)."""
-    path = regular_file(path, "JPEG, PNG or BMP image")
+    path = regular_file(path, IMAGE_KIND)
     limit = _PIXEL_LIMIT.get() if max_pixels is None else check_count(max_pixels, 1 << 40, "max_pixels")
     data = path.read_bytes()
     kind, width, height = image_size(data, path)
@@ -113,7 +114,7 @@ def _decode(data: bytes, path: Path, flags: int | None = None) -> np.ndarray | N
 
 
 def image_size(data: bytes, path: Path) -> tuple[str, int, int]:
-    """(format, width, height) declared in the header of JPEG, PNG or BMP file content."""
+    """(format, width, height) declared in the header of JPEG, PNG, BMP or WebP file content."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         if len(data) < 24 or data[12:16] != b"IHDR":
             raise DataError(f"{path}: cannot read the image: a damaged PNG file (no IHDR header chunk)")
@@ -132,7 +133,21 @@ def image_size(data: bytes, path: Path) -> tuple[str, int, int]:
                     int.from_bytes(data[at + 5 : at + 7], "big"),
                 )
         raise DataError(f"{path}: cannot read the image: a damaged JPEG file (no frame header)")
-    raise DataError(f"{path}: cannot read the image: not a JPEG, PNG or BMP file (the formats fsanet reads)")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        return "WebP", *_webp_size(data)
+    raise DataError(f"{path}: cannot read the image: not a {IMAGE_KIND} file (the formats fsanet reads)")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a WebP's first chunk: lossy (VP8), lossless (VP8L) or extended (VP8X)."""
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # 24-bit canvas width - 1 and height - 1
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L":  # after the 0x2F signature, 14-bit width - 1 and height - 1
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    # VP8: after the 3-byte frame tag and the start code, 14-bit width and height
+    return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
 
 
 # Start of frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic)

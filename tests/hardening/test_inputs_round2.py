@@ -67,6 +67,12 @@ def bmp_size(data: bytes, width: int, height: int) -> bytes:
     return data[:18] + struct.pack("<ii", width, height) + data[26:]
 
 
+def webp_extended(width: int, height: int) -> bytes:
+    """The start of an extended WebP (VP8X chunk) declaring a width x height canvas."""
+    vp8x = b"\0" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + 8 + len(vp8x)) + b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
+
+
 def cut_with_end_marker(data: bytes, keep: float = 0.5) -> bytes:
     """The first `keep` of a JPEG with an end-of-image marker appended: today's decoders fill
     the rest with grey and only warn."""
@@ -80,6 +86,7 @@ def cut_with_end_marker(data: bytes, keep: float = 0.5) -> bytes:
         ("bomb.png", lambda: png_header(65535, 65535), "65535 x 65535"),  # OpenCV asserted: exit 3
         ("big.png", lambda: png_header(30000, 30000), "30000 x 30000"),  # decoded: 2.7 GB
         ("big.jpg", lambda: with_size(jpeg_bytes(noise(16, 16)), 60000, 50000), "60000 x 50000"),
+        ("big.webp", lambda: webp_extended(40000, 30000), "40000 x 30000"),
         ("big.bmp", lambda: bmp_size(cv2.imencode(".bmp", noise(8, 8))[1].tobytes(), 20000, -20000), "20000 x 20000"),
     ],
 )
@@ -122,10 +129,19 @@ def test_a_thumbnail_inside_exif_is_not_taken_for_the_image(tmp_path):
     assert np.array_equal(read_image(f), cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
 
 
+@pytest.mark.parametrize("quality", [80, 101])  # lossy (VP8), lossless (VP8L)
+def test_webp_size_is_read_from_its_header(tmp_path, quality):
+    f = tmp_path / "x.webp"
+    f.write_bytes(cv2.imencode(".webp", noise(37, 53), [cv2.IMWRITE_WEBP_QUALITY, quality])[1].tobytes())
+    assert np.array_equal(read_image(f), cv2.imread(str(f)))
+    with pytest.raises(DataError, match="53 x 37 = 1,961 pixels"):
+        read_image(f, max_pixels=1960)
+
+
 def test_other_formats_are_refused_by_content(tmp_path):
     f = tmp_path / "x.jpg"
     f.write_bytes(cv2.imencode(".tif", noise())[1].tobytes())  # a TIFF named .jpg
-    with pytest.raises(DataError, match=r"x\.jpg: cannot read the image: not a JPEG, PNG or BMP"):
+    with pytest.raises(DataError, match=r"x\.jpg: cannot read the image: not a JPEG, PNG, BMP or WebP"):
         read_image(f)
 
 
