@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fsanet.data.base import FaceSet, protocol_filter
 from fsanet.errors import DataError
+from fsanet.files import regular_file
 
 __all__ = ["FaceSet", "open_faces", "protocol_filter"]
 
@@ -22,6 +23,8 @@ def open_faces(path: str | Path, protocol_filter_on: bool = True) -> FaceSet:
     if synthetic.is_spec(path):
         return synthetic.open_spec(str(path))
     p = Path(path)
+    if p.exists() and not p.is_dir():  # a FIFO or a device would block the read forever
+        regular_file(p, "face set: an .npz file or a folder of faces")
     if p.is_file() and p.suffix == ".npz":
         return npz.npz_file(p, protocol_filter_on)
     if not p.exists():

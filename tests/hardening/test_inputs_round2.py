@@ -241,6 +241,7 @@ def test_fifos_named_as_inputs_are_refused_not_read(tiny_models, tmp_path):
     os.mkfifo(faces / "a.mat")
     os.mkfifo(tmp_path / "cascade.xml")
     os.mkfifo(tmp_path / "clip.mp4")
+    os.mkfifo(tmp_path / "set.npz")
     m = tiny_models["mean"]
     cases = [
         (["predict", m, str(photos / "x.jpg")], "x.jpg"),
@@ -248,6 +249,7 @@ def test_fifos_named_as_inputs_are_refused_not_read(tiny_models, tmp_path):
         (["demo", str(photos), "-m", m, "-o", str(tmp_path / "drawn") + "/"], "x.jpg"),
         (["demo", str(tmp_path / "clip.mp4"), "-m", m, "-o", str(tmp_path / "out.mp4")], "clip.mp4"),
         (["eval", m, "--data", str(faces)], "a.mat"),
+        (["eval", m, "--data", str(tmp_path / "set.npz")], "set.npz"),
         (["predict", m, str(photos / "ok.jpg"), "--detector", f"haar:{tmp_path / 'cascade.xml'}"], "cascade.xml"),
     ]
     code = (
