@@ -1,7 +1,9 @@
 """A device that has only the kit: a fresh virtual environment (no system site-packages) where the
-README.txt's pip command installs fsanet-edge from the kit's wheel, with numpy, OpenCV and ONNX
-Runtime from the package index (fsanet-edge itself is on none); `fsanet check KIT` then passes
-there, and that installed copy, having no source tree, bundles only with --wheel.
+README.txt's steps, run as written, verify the kit with the device's sha256sum, install fsanet-edge
+from the kit's wheel by its sha256 and then numpy, OpenCV and ONNX Runtime from the package index
+(fsanet-edge itself is on none); `fsanet check KIT` then passes there, and that installed copy,
+having no source tree, bundles only with --wheel. (The steps up to the wheel's install, and their
+refusals, run without a network in tests/kit/test_device_steps.py.)
 
 Needs the package registry (pip), like tests/runtimes/test_runtime_only_install.py: the pinned
 onnxruntime is not among this machine's local wheels, so no offline install is possible.
@@ -13,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,30 +24,27 @@ from fsanet.files import sha256
 pytestmark = pytest.mark.integration  # a venv and a download of its dependencies: about a minute
 
 
-def _readme_install_line(kit: Path) -> str:
-    """The README.txt's pip command for the kit, without its `# or [...]` alternatives."""
-    lines = [ln.strip() for ln in (kit / "README.txt").read_text().splitlines() if ln.strip().startswith("pip ")]
-    assert len(lines) == 1, lines
-    return lines[0].split("#")[0].strip()
+def _readme_dependency_lines(kit: Path) -> list[str]:
+    """README.txt's `pip install` lines after the wheel's (dependencies, then a runtime per artifact kind)."""
+    lines = [ln.strip() for ln in (kit / "README.txt").read_text().splitlines() if ln.startswith("  pip install ")]
+    return [ln.split("   # ")[0] for ln in lines]
 
 
 @pytest.fixture(scope="module")
-def device(tiny_kit, tmp_path_factory):
-    """(folder holding `kit/`, the venv's bin folder): the kit installed as README.txt says."""
+def device(tiny_kit, kit_helpers, tmp_path_factory):
+    """(folder holding `kit/`, the venv's bin folder, env): the kit installed as README.txt says."""
     home = tmp_path_factory.mktemp("device")
     shutil.copytree(tiny_kit, home / "kit")
-    venv = home / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = os.environ | {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    bin_dir = kit_helpers.make_venv(home / "venv")
+    env = os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
-    command = _readme_install_line(home / "kit")
-    assert command == "pip install 'kit/fsanet_edge-0.1.0-py3-none-any.whl[onnxruntime]'"
-    done = subprocess.run(
-        ["bash", "-c", f"{command} --quiet --disable-pip-version-check"],
-        cwd=home, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    deps = _readme_dependency_lines(home / "kit")
+    assert deps[-1] == "pip install 'onnxruntime==1.32.0'" and deps[0].startswith("pip install 'numpy")
+    steps = kit_helpers.device_steps(home / "kit", sha256(tiny_kit / "SHA256SUMS"))
+    script = " &&\n".join([steps.rstrip("\n"), *deps])  # the dependencies only after the verified install
+    done = subprocess.run(["bash", "-c", script], cwd=home, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    return home, venv / "bin", env
+    return home, bin_dir, env
 
 
 def _fsanet(device, *argv) -> subprocess.CompletedProcess:
@@ -65,7 +63,7 @@ def test_the_kit_wheel_installs_alone_and_checks_the_kit(device):
     assert done.returncode == 0, done.stdout + done.stderr
     r = json.loads((home / "kit" / "check" / "check.json").read_text())
     assert r["verdict"] == "PASS" and r["artifacts"]["mean.onnx"]["drift"]["max"] == 0.0
-    assert r["bundle"]["files_verified"] == 6  # the wheel's sha256 among them
+    assert r["bundle"]["files_verified"] == 9  # the wheel's sha256 among them
 
 
 def test_an_installed_copy_bundles_only_with_wheel(device, tmp_path):
