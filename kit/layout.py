@@ -134,7 +134,8 @@ def _object(fields: dict, optional: tuple = ()):
 def _list(item, low: int, high: int):
     def check(v, where):
         if not isinstance(v, list) or not low <= len(v) <= high:
-            raise _Bad(where, f"must be a list of {low} to {high} items, got {_kind(v)}")
+            got = f"{len(v)} items" if isinstance(v, list) else _kind(v)
+            raise _Bad(where, f"must be a list of {low} to {high} items, got {got}")
         for i, x in enumerate(v):
             item(x, f"{where}[{i}]")
 
