@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -212,7 +213,7 @@ def build(
     try:
         faces = open_faces(src)
     except DataError:
-        if not src.is_dir():
+        if not os.path.isdir(src):  # False for a name too long to exist (Path.is_dir raises)
             raise
         faces = None  # a folder of plain photos: find the faces with a detector
     if faces is not None:

@@ -13,6 +13,7 @@ render in parallel, and the same (seed, i) gives the same bytes on every run.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -125,7 +126,7 @@ def is_spec(path) -> bool:
     (stages that turn their argument into a Path first still reach the generator)."""
     if isinstance(path, str):
         return path.split(":", 1)[0] == "synthetic"
-    return isinstance(path, Path) and is_spec(str(path)) and not path.exists()
+    return isinstance(path, Path) and is_spec(str(path)) and not os.path.exists(path)  # False for too long a name
 
 
 def sample_poses(count: int, seed: int, opts: SynthOptions) -> np.ndarray:

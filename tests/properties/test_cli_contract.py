@@ -819,3 +819,87 @@ def test_runtimes_open_random_file(assets, raw, suffix, spec):
     path.write_bytes(raw)
     rt = expect_fsanet_error(runtimes.open, str(path) if spec is None else f"{path}@{spec}")
     assert rt is None, "random bytes opened as a model"
+
+
+# -- documented upper bounds: hostile sizes are bad input, refused before any work -------------------
+
+
+def bounded_argv(assets, work: Path, command: str, value: str) -> tuple[list, list[str]]:
+    """(argv, names the error may cite) of one command given `value` where a size goes."""
+    from fsanet.limits import MAX_BATCH, MAX_FACES
+
+    spec, faces, model = assets.spec, assets.faces, assets.model
+    return {
+        "calib -n": (["calib", "build", faces, "-n", value, "-o", work / "c.npz"], ["--count", f"{MAX_FACES:,}"]),
+        "calib synthetic:N": (["calib", "build", f"synthetic:{value}", "-o", work / "c.npz"], [f"{MAX_FACES:,}"]),
+        "synth -n": (["synth", "-n", value, "-o", work / "s.npz"], ["--count", f"{MAX_FACES:,}"]),
+        "bundle --count": (["bundle", spec, "--count", value, "-o", work / "kit"], ["--count", f"{MAX_FACES:,}"]),
+        "debug --faces": (
+            ["debug", model, "--reference", model, "--faces", f"synthetic:{value}", "-o", work / "d"],
+            [f"{MAX_FACES:,}", model.name],
+        ),
+        "bench --batch": (
+            ["bench", spec, "--faces", faces, "--batch", f"1,{value}", "-o", work / "r"],
+            ["--batch", f"{MAX_BATCH:,}"],
+        ),
+        "profile --batch": (["profile", spec, "--faces", faces, "--batch", value, "-o", work / "p"], ["--batch"]),
+    }[command]
+
+
+@CONTRACT
+@given(
+    command=st.sampled_from(
+        [
+            "calib -n",
+            "calib synthetic:N",
+            "synth -n",
+            "bundle --count",
+            "debug --faces",
+            "bench --batch",
+            "profile --batch",
+        ]
+    ),
+    value=st.one_of(st.integers(1_000_001, 10**12), st.integers(10**12, 10**400)),
+)
+def test_hostile_sizes_are_bad_input(assets, capsys, command, value):
+    work = assets.workdir()
+    argv, names = bounded_argv(assets, work, command, str(value))
+    code, _, err = run_cli(capsys, Case(argv, names, [assets.model, assets.faces], [argv[-1]]))
+    assert code == 2, f"{command} {value}: exit {code}, expected 2 (a documented upper bound)"
+
+
+def forged_npz(fields: dict, claimed: int) -> bytes:
+    """An .npz whose first field's header claims `claimed` rows while holding a few bytes."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i, (name, a) in enumerate(fields.items()):
+            member = io.BytesIO()
+            shape = (claimed, *a.shape[1:]) if i == 0 else a.shape
+            npy.write_array_header_1_0(
+                member, {"descr": npy.dtype_to_descr(a.dtype), "fortran_order": False, "shape": shape}
+            )
+            member.write(a.tobytes())
+            z.writestr(f"{name}.npy", member.getvalue())
+    return buf.getvalue()
+
+
+@FEW
+@given(claimed=st.integers(10**6, 10**15), command=st.sampled_from(["data", "calib"]))
+def test_npz_claiming_a_billion_faces(assets, capsys, claimed, command):
+    work = assets.workdir()
+    crops = np.zeros((2, 64, 64, 3), np.uint8)
+    path = work / "claims.npz"
+    if command == "data":
+        path.write_bytes(forged_npz({"image": crops, "pose": np.zeros((2, 3), np.float32)}, claimed))
+        argv = ["bench", assets.spec, "--data", path, *CHEAP_BENCH, "-o", work / "r"]
+    else:
+        manifest = np.array(json.dumps({"format": "fsanet-calibration", "sha256": "0" * 64}))
+        path.write_bytes(forged_npz({"crops": crops, "manifest": manifest}, claimed))
+        argv = ["export", DEFAULT_CHECKPOINT, "--to", "onnx-int8", "--calib", path, "-o", work / "e"]
+    code, _, _ = run_cli(capsys, Case(argv, [path.name], [path], [argv[-1]]))
+    assert code == 2
