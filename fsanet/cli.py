@@ -698,9 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", required=True, help="the float ONNX it was quantized from")
     s.add_argument("--faces", required=True, help="real faces (folder with .pts, labelled set, synthetic:N[:seed])")
     s.add_argument("-n", "--count", type=count, default=200, help="faces to compare on (the first N)")
-    s.add_argument(
-        "--alone-faces", type=count, help="faces for the layer-alone drift (default: all --count faces)"
-    )
+    s.add_argument("--alone-faces", type=count, help="faces for the layer-alone drift (default: all --count faces)")
     s.add_argument(
         "--max-drift",
         type=positive_float,
@@ -776,9 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--calib", default=P["calib"], help="calibration faces: labelled set, photo folder, "
                    "synthetic:N[:seed], or a calib .npz")  # fmt: skip
-    s.add_argument(
-        "--calib-count", type=count, default=P["calib_count"], help="faces drawn into the calibration set"
-    )
+    s.add_argument("--calib-count", type=count, default=P["calib_count"], help="faces drawn into the calibration set")
     s.add_argument("--data", default=P["data"], help="labelled faces for MAE")
     s.add_argument("--faces", help="unlabelled real faces for drift and timing (default: --data)")
     s.add_argument("--real-data", help="also: labelled real faces for every file's MAE (no timing)")
