@@ -24,21 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 from fsanet.errors import FsanetError
 
-settings.register_profile(
-    "fsanet-contract",
-    derandomize=True,
-    deadline=None,
-    database=None,
-    max_examples=20,
-    print_blob=False,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-CONTRACT = settings.get_profile("fsanet-contract")
+CONTRACT = settings.get_profile("fsanet-contract")  # tests/properties/conftest.py
 FEW = settings(CONTRACT, max_examples=12)  # cases that may run a whole (tiny) benchmark
 MANY = settings(CONTRACT, max_examples=30)  # pure API calls, milliseconds each
 

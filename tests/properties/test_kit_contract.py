@@ -17,45 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-settings.register_profile(
-    "fsanet-kit-contract",
-    derandomize=True,
-    deadline=None,
-    database=None,
-    max_examples=25,
-    print_blob=False,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-CONTRACT = settings.get_profile("fsanet-kit-contract")
+CONTRACT = settings(settings.get_profile("fsanet-contract"), max_examples=25)  # tests/properties/conftest.py
 TRACEBACK = "Traceback (most recent call last)"
 CHECK = ["--no-latency", "--runs", "1", "--warmup", "0"]
 
 
-def tiny_onnx(path: Path) -> str:
-    """Input (N, 3, 64, 64) -> channel means (N, 3), as a foreign file (`@nchw,bgr,raw`)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
-    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])]
-    model = helper.make_model(helper.make_graph(nodes, "tiny", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return f"{path}@nchw,bgr,raw"
-
-
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
+def template(tmp_path_factory, make_onnx) -> Path:
     from fsanet.kit.bundle import make_bundle
     from fsanet.kit.wheel import build_wheel, source_tree
 
     root = tmp_path_factory.mktemp("kit-contract")
     wheel = build_wheel(source_tree(), root)
-    model = tiny_onnx(root / "mean.onnx")
+    model = f"{make_onnx(root / 'mean.onnx')}@nchw,bgr,raw"
     make_bundle([model], root / "kit", count=4, reference=model, wheel=wheel)
     return root / "kit"
 
