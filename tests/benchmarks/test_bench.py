@@ -129,7 +129,7 @@ def test_processes_split_the_runs_and_the_interval_is_taken_between_them(referen
 
 def test_peak_gflops_takes_a_number_or_measure(capsys):
     assert main(["bench", "x.onnx", "--peak-gflops", "fast", "-o", "r"]) == 2
-    assert "a number of GFLOP/s or 'measure', not 'fast'" in capsys.readouterr().err
+    assert "a positive finite number of GFLOP/s or 'measure', not 'fast'" in capsys.readouterr().err
 
 
 def test_a_missing_bench_library_names_the_extra(fusion_onnx, shared_data, tmp_path, monkeypatch, capsys):

@@ -3,10 +3,11 @@
 Command line (`fsanet.cli.main`, called in-process): exit 0 on success, 1 only for a violated
 budget (`bench`/`pipeline` with a budget), 2 for bad input or usage, 3 for an internal error,
 which random input must never cause; no traceback, and the error is one line on stderr that
-names the file or option; after a failure the -o path does not exist and no `.NAME.*.tmp` file
-is left beside it; no input file changes. Python API: bad input raises an `FsanetError`
-subclass, nothing else, and `PoseEstimator` never returns non-finite angles silently (a
-runtime's own `predict` returns the backend's output as it is: `bench` counts such faces).
+names the file or option; after a failure the -o path does not exist (or holds nothing but the
+libraries' log that the stage's FAILED line names) and no `.NAME.*.tmp` file is left beside it;
+no input file changes. Python API: bad input raises an `FsanetError` subclass, nothing else,
+and `PoseEstimator` never returns non-finite angles silently (a runtime's own `predict`
+returns the backend's output as it is: `bench` counts such faces).
 
 Everything runs on a tiny ONNX model (global average pool: input (N, 3, 64, 64) -> (N, 3)) and
 a few noise photos with `.pts` landmarks made here; no shared data is needed.
@@ -155,8 +156,11 @@ def run_cli(capsys, case: Case) -> tuple[int, str, str]:
         lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("usage:") and not ln[0].isspace()]
         assert len(lines) == 1, f"the error must be one line on stderr, got {len(lines)}: {lines[:4]!r}"
         assert any(n in lines[0] for n in case.names), f"the error names none of {case.names}: {lines[0]!r}"
-        for o in case.outputs:
-            assert str(o) in existed or not Path(o).exists(), f"{o} was written by a failing command"
+        for o in case.outputs:  # nothing left but the libraries' log that the stage's FAILED line names
+            left = [] if str(o) in existed or not Path(o).exists() else sorted(Path(o).rglob("*"))
+            files = [f for f in left if f.is_file()]
+            named = files and all(f"its log: {f}" in out for f in files) and all(f.suffix == ".log" for f in files)
+            assert not left or named, f"{o} was written by a failing command: {[str(f) for f in left]}"
     for o in case.outputs:
         leftovers = [str(f) for f in Path(o).parent.rglob(".*") if TMP_FILE.match(f.name)]
         assert not leftovers, f"temporary files left behind: {leftovers}"
