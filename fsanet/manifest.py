@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from fsanet.errors import DataError
-from fsanet.files import sha256, write_text
+from fsanet.files import read_bounded, sha256, write_text
 from fsanet.preprocess import INPUT_SIZE
 
 FORMAT = "fsanet-artifact"
@@ -58,12 +58,10 @@ def read_sidecar(path: str | Path) -> dict | None:
     side = sidecar_path(path)
     if not side.is_file():
         return None
-    try:
-        manifest = json.loads(side.read_text())
-    except ValueError as e:
-        raise DataError(f"{side}: not valid JSON ({e}); re-export the model or delete the sidecar") from e
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{side}: not an fsanet manifest (field 'format' is {manifest.get('format')!r})")
+    manifest = _json(read_bounded(side, "manifest (JSON)"), f"{side}", "re-export the model or delete the sidecar")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        why = "not an object" if not isinstance(manifest, dict) else f"field 'format' is {manifest.get('format')!r:.40}"
+        raise DataError(f"{side}: not an fsanet manifest ({why})")
     actual = sha256(path)
     if manifest.get("sha256") != actual:
         raise DataError(
@@ -73,11 +71,17 @@ def read_sidecar(path: str | Path) -> dict | None:
     return manifest
 
 
+def _json(text, what: str, fix: str):
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise DataError(f"{what}: not valid JSON ({e}); {fix}") from None
+    except RecursionError:  # arrays nested thousands deep: json recurses once per level
+        raise DataError(f"{what}: not a manifest (nested too deep); {fix}") from None
+
+
 def parse_embedded(text: str | None, path: str | Path) -> dict | None:
     if not text:
         return None
-    try:
-        manifest = json.loads(text)
-    except ValueError as e:
-        raise DataError(f"{path}: its embedded '{METADATA_KEY}' manifest is not valid JSON ({e})") from e
-    return manifest if manifest.get("format") == FORMAT else None
+    manifest = _json(text, f"{path}: its embedded '{METADATA_KEY}' manifest", "re-export the model")
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None

@@ -17,6 +17,7 @@ quantizer classes. `fsanet export` turns it into an INT8 Q/DQ ONNX (fsanet.expor
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -45,6 +46,10 @@ def quantize_for_training(model: torch.nn.Module, calib) -> torch.nn.Module:
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
+    # NNCF compiles its C++ fake-quantize kernels at the first training step; on a 2-core machine
+    # that takes longer than its default 60 s limit, and a build cut short leaves a lock file that
+    # fails every later run. A user's own setting wins.
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     if isinstance(model, M.Fusion):
         raise DataError("QAT takes one network; fine-tune each fusion member, then `fsanet fuse` is float only")
     batches = [torch.from_numpy(b) for b in calib.batches(batch_size=CALIB_BATCH)]

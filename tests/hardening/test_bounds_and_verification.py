@@ -132,3 +132,15 @@ def test_a_model_in_a_folder_named_with_an_at_sign(tmp_path, make_onnx):
     assert runtimes.split_spec(checkpoint) == (str(checkpoint), None)
     with runtimes.open(checkpoint) as rt:
         assert rt.backend == "torch"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[]", "not an object"), ("[" * 100_000 + "]" * 100_000, "nested too deep"), ('"x"', "not an object")],
+    ids=["list", "100000-deep", "string"],
+)
+def test_hostile_sidecar_manifests_are_bad_input(text, message, tmp_path, make_onnx, capsys):
+    model = make_onnx(tmp_path / "m.onnx")
+    (tmp_path / "m.onnx.json").write_text(text)
+    line = refused(capsys, "predict", f"{model}@nchw,bgr,raw", "synthetic:1")
+    assert "m.onnx.json" in line and message in line
