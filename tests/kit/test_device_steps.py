@@ -107,9 +107,9 @@ def test_pip_alone_refuses_a_swapped_wheel_by_its_hash(tiny_kit, tmp_path, venv,
     assert kit_helpers.installed_fsanet(venv) is None
 
 
-def test_readme_md_gives_the_kits_steps_word_for_word():
+def test_device_kit_page_gives_the_kits_steps_word_for_word():
     from fsanet.kit.bundle import device_steps
     from fsanet.kit.wheel import source_tree
 
-    readme = (source_tree() / "README.md").read_text()
-    assert "\n".join(device_steps("kit")) + "\n" in readme
+    page = (source_tree() / "docs" / "device-kit.md").read_text()
+    assert "\n".join(device_steps("kit")) + "\n" in page
