@@ -20,8 +20,14 @@ def _commands(parser: argparse.ArgumentParser, name: str):
 
 def render() -> str:
     """The Markdown page; a fixed width so the text does not depend on the terminal."""
-    os.environ["COLUMNS"] = "100"
     from fsanet.cli import build_parser
+
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal's width
+    try:
+        commands = [(name, parser.format_help()) for name, parser in _commands(build_parser(), "fsanet")]
+    finally:
+        os.environ.pop("COLUMNS") if columns is None else os.environ.update(COLUMNS=columns)
 
     parts = [
         "# Command-line reference\n",
@@ -29,8 +35,8 @@ def render() -> str:
         "do not edit by hand. Exit codes: 0 success, 1 a budget violated, 2 bad input or usage, "
         "3 an internal error.\n",
     ]
-    for name, parser in _commands(build_parser(), "fsanet"):
-        parts.append(f"## `{name}`\n\n```text\n{parser.format_help().rstrip()}\n```\n")
+    for name, text in commands:
+        parts.append(f"## `{name}`\n\n```text\n{text.rstrip()}\n```\n")
     return "\n".join(parts)
 
 
