@@ -1,6 +1,6 @@
 """Float ONNX -> INT8 Q/DQ ONNX: NNCF post-training quantization, calibrated on a calibration set.
 
-What goes to INT8 (measured on the authors' fusion, see the README):
+What goes to INT8 (measured on the authors' fusion, docs/int8.md):
 - the convolution trunk, weights and activations (NNCF PTQ, per-tensor activation scales:
   ONNX Runtime's QLinearConv/QLinearAveragePool accept no per-channel activation zero points);
 - the large constant weights of the dense structure-mapping layers and the capsule transforms

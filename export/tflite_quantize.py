@@ -6,7 +6,7 @@ project's ONNX to TensorFlow (onnx2tf 1.29) mis-converts the fusion's regression
 the 4-D (batch, member, stage, angle) tensors as images and transposes them: 2.75 degree mean
 drift, measured). LiteRT-Torch's FP32 file is exact, so it is quantized directly.
 
-INT8 (measured on the authors' fusion, see the README):
+INT8 (measured on the authors' fusion, docs/int8.md):
 - convolutions: int8 weights (per channel) and int8 activations, calibrated on the set;
 - the dense structure-mapping layers and the capsule transforms (about three quarters of the
   values): int8 weights, float compute (weight-only);

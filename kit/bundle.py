@@ -190,7 +190,7 @@ def readme_text(name: str, manifest: dict, wheel: Path) -> str:
         "Trusted: the line 'SHA256SUMS sha256: <64 hex digits>' that `fsanet bundle` printed where the",
         "kit was made (bring it apart from the kit: nothing in a kit can vouch for the kit), and the",
         "device's own sha256sum and pip. Nothing of the kit, this file included, is trusted before",
-        "step 2 passed; the same steps are in fsanet-edge's README.md.",
+        "step 2 passed; the same steps are in fsanet-edge's docs/device-kit.md.",
         "",
         "On the device (bash, GNU coreutils, Python 3.10+, a virtual environment), in the folder that",
         f"holds {name}/; each step runs only when the one before passed:",
@@ -368,6 +368,6 @@ def summary(manifest: dict, output: Path) -> list[str]:
     lines.append(f"{layout.SUMS} sha256: {manifest['sha256sums']}")
     lines.append(
         f"  the device's first step compares this line with `sha256sum {output.name}/{layout.SUMS}`: bring it "
-        f"there apart from the kit (steps: {output / layout.README}, or README.md)"
+        f"there apart from the kit (steps: {output / layout.README}, or fsanet-edge's docs/device-kit.md)"
     )
     return lines

@@ -15,7 +15,7 @@ PAPER_BATCH = {1: 16, 2: 8}
 PAPER_LR = 1e-3
 # Adam's first steps move every weight by about the learning rate: at the paper's 1e-3 the
 # quantized authors' model drifted 0.66 degrees from the float one after 63 steps (0.23 before),
-# at 1e-5 it came to 0.21 (README, QAT section)
+# at 1e-5 it came to 0.21 (docs/training.md, QAT)
 QAT_LR = 1e-5
 DEFAULT_SYNTHETIC = 20000  # faces drawn by `--data synthetic` without a count
 BIWI_TRAIN_FRACTION = 0.7
