@@ -9,7 +9,7 @@ FUSION_H5 := $(W)/fsanet_capsule_3_16_2_21_5/fsanet_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_var_capsule_3_16_2_21_5/fsanet_var_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_noS_capsule_3_16_2_192_5/fsanet_noS_capsule_3_16_2_192_5.h5
 
-.PHONY: setup main authors ports arm scopes test test-unit lint clean default-model packaged-model
+.PHONY: setup main authors ports arm scopes test test-unit lint clean default-model packaged-model system-packages
 
 setup: $(VENV)/.installed
 
@@ -127,7 +127,23 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The system packages the tests need: valgrind (bench --instructions), mmdebstrap (tests/arm's arm64
+# userland; qemu-user comes into build/arm), OpenSSH server and client (tests/kit: check --remote
+# against a throwaway sshd). apt-get installs the missing ones where we may (root, passwordless
+# sudo); elsewhere this stops at once with the one command to run. Silent when all are there.
+system-packages:
+	@missing=""; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v scp >/dev/null || missing="$$missing openssh-client"; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then as=""; elif sudo -n true 2>/dev/null; then as="sudo -n"; \
+	else echo "make test: missing system packages:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 2; fi; \
+	echo "make test: installing$$missing (apt-get)"; \
+	$$as apt-get update -qq && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null
+
+test: lint system-packages
 	$(BIN)/pytest -q
 
 # The quick unit tests only (`-m unit`: no ../shared/data, nothing slow; under 2 minutes here).
