@@ -9,7 +9,7 @@ FUSION_H5 := $(W)/fsanet_capsule_3_16_2_21_5/fsanet_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_var_capsule_3_16_2_21_5/fsanet_var_capsule_3_16_2_21_5.h5 \
              $(W)/fsanet_noS_capsule_3_16_2_192_5/fsanet_noS_capsule_3_16_2_192_5.h5
 
-.PHONY: setup main authors ports arm scopes test test-unit lint clean default-model packaged-model system-packages
+.PHONY: setup main authors ports arm scopes test test-unit lint clean default-model packaged-model system-packages lint-imports
 
 setup: $(VENV)/.installed
 
@@ -142,6 +142,13 @@ system-packages:
 	else echo "make test: missing system packages:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 2; fi; \
 	echo "make test: installing$$missing (apt-get)"; \
 	$$as apt-get update -qq && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null
+
+# The import layers (.importlinter) on a plain install of the package in build/lint-imports (grimp
+# cannot follow the editable install's package-dir mapping). Not yet part of `lint`: see .importlinter.
+lint-imports: setup
+	@rm -rf build/lint-imports
+	@$(BIN)/pip install --quiet --no-deps --no-build-isolation --target build/lint-imports . >/dev/null
+	cd build/lint-imports && PYTHONPATH=. $(abspath $(BIN))/lint-imports $(CURDIR)/.importlinter
 
 test: lint system-packages
 	$(BIN)/pytest -q
