@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.benchmarks.budget import check, load_budget
 
+from fsanet.accuracy import drift, mae
 from fsanet.arm import CPUS, Emulator, prepare
 from fsanet.errors import DataError
 

@@ -21,13 +21,13 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.benchmarks.flops import flops_per_face
 from fsanet.benchmarks.footprint import weight_bytes
 from fsanet.benchmarks.latency import CacheSweep, cycled, input_batches, summarise, time_calls
 from fsanet.runtimes import model_file
 from fsanet.runtimes.estimator import PoseEstimator, non_finite_faces
 
+from fsanet.accuracy import drift, mae
 from fsanet.errors import DataError
 
 

@@ -258,7 +258,7 @@ def search_float_layers(int8, ref, x: np.ndarray, base: np.ndarray, ranked: list
     """Keep layers float one at a time, most harmful alone first (`ranked`), until the mean drift
     from the float angles `base` holds `max_drift`. Returns (the layers, trajectory); the layers
     are None when even all of `ranked` float misses it."""
-    from fsanet.benchmarks.accuracy import drift
+    from fsanet.accuracy import drift
 
     trajectory, kept = [], []
     for name in [None, *ranked]:
@@ -278,9 +278,8 @@ def debug_onnx(
     """The layer-wise drift of an INT8 ONNX against its float ONNX on `crops` (BGR official
     crops); the layer-alone contributions on the first `alone_faces` of them (all by default);
     with `max_drift`, the fewest layers (most harmful first) to keep float for that mean drift."""
-    from fsanet.benchmarks.accuracy import drift
-
     from fsanet import runtimes
+    from fsanet.accuracy import drift
 
     with runtimes.open(int8_path) as rt:
         fmt = rt.input_format

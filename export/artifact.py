@@ -148,9 +148,9 @@ def predict(path: Path, crops: np.ndarray, stage: str, manifest: dict | None = N
 
 
 def measure_drift(candidate: Path, reference, crops: np.ndarray, stage: str, manifest: dict | None = None) -> dict:
-    """fsanet.benchmarks.accuracy.drift of `candidate` from `reference` (a model file, run through
+    """fsanet.accuracy.drift of `candidate` from `reference` (a model file, run through
     its runtime, or its angles on `crops`)."""
-    from fsanet.benchmarks.accuracy import drift
+    from fsanet.accuracy import drift
 
     if not isinstance(reference, np.ndarray):
         reference = predict(Path(reference), crops, stage)

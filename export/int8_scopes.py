@@ -177,8 +177,9 @@ def _build(scope: Scope, float_layers, float_path: Path, calib, reference, verif
 def _judged(scope: Scope, float_layers, model, manifest: dict, reference, verify, tmp: Path) -> Candidate:
     """The candidate of `model`: saved (manifest embedded) and its drift measured through ONNX Runtime."""
     import onnx
-    from fsanet.benchmarks.accuracy import drift
     from fsanet.export import artifact
+
+    from fsanet.accuracy import drift
 
     artifact.embed_onnx(model, manifest)
     path = tmp / f"{scope.key}.onnx"

@@ -54,10 +54,11 @@ def scopes(present: dict[str, int]) -> list[TfliteScope]:
 def build_candidates(float_tflite: Path, calib, reference: np.ndarray, verify: np.ndarray, tmp: Path) -> list:
     from importlib.metadata import version
 
-    from fsanet.benchmarks.accuracy import drift
     from fsanet.export import artifact
     from fsanet.export.int8_scopes import Candidate
     from fsanet.export.tflite_quantize import INT8_CANDIDATES, calibrate, describe, graph_op_types, quantize_buffer
+
+    from fsanet.accuracy import drift
 
     present = graph_op_types(float_tflite)
     qsvs = calibrate(float_tflite, calib, INT8_CANDIDATES)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fsanet.benchmarks.accuracy import mae
+from fsanet.accuracy import mae
 from fsanet.data import FaceSet, open_faces
 from fsanet.errors import DataError
 

@@ -257,7 +257,7 @@ def _judge_real(built: list[str], float_onnx: str, sets: dict, budget: dict, sou
     """MAE on the labelled real faces and drift against the float ONNX on the unlabelled ones,
     for every built file, judged by the budget's accuracy limits (no timing)."""
     from fsanet import runtimes
-    from fsanet.benchmarks.accuracy import drift, mae
+    from fsanet.accuracy import drift, mae
     from fsanet.benchmarks.budget import check
     from fsanet.runtimes.estimator import PoseEstimator, non_finite_faces
 

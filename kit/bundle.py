@@ -280,7 +280,8 @@ def make_bundle(
     plus `sha256sums`, the sha256 of SHA256SUMS (the line the device compares first; in no file of
     the kit). `wheel`: the fsanet-edge wheel the kit carries (default: built from the source tree)."""
     from fsanet.benchmarks import machine
-    from fsanet.benchmarks.accuracy import mae
+
+    from fsanet.accuracy import mae
 
     if not artifacts:
         raise DataError("bundle: give at least one artifact")

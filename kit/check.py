@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.kit import layout
 
 from fsanet import __version__
+from fsanet.accuracy import drift, mae
 from fsanet.errors import BackendUnavailable, DataError, FsanetError
 from fsanet.files import sha256
 

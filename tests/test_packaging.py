@@ -6,7 +6,7 @@ import sys
 import pytest
 
 LIGHT = [
-    "fsanet.benchmarks.accuracy",
+    "fsanet.accuracy",
     "fsanet.benchmarks.bench",
     "fsanet.benchmarks.budget",
     "fsanet.benchmarks.flops",

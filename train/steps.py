@@ -59,6 +59,6 @@ def predict(model, crops: np.ndarray, device: torch.device, batch: int = 256) ->
 
 def validate(model, sets: dict[str, tuple[np.ndarray, np.ndarray]], device: torch.device) -> dict[str, dict]:
     """Per-angle MAE on each validation set, given as (crops, poses)."""
-    from fsanet.benchmarks.accuracy import mae
+    from fsanet.accuracy import mae
 
     return {name: mae(predict(model, crops, device), poses) for name, (crops, poses) in sets.items()}

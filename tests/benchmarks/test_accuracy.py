@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from fsanet.benchmarks.accuracy import drift, mae
+
+from fsanet.accuracy import drift, mae
 
 
 def test_mae_per_angle_and_mean():

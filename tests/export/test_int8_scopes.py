@@ -8,13 +8,13 @@ import json
 import numpy as np
 import onnx
 import pytest
-from fsanet.benchmarks.accuracy import drift
 from fsanet.export.int8_products import runs_on_tensorrt
 from fsanet.export.int8_scopes import candidate_path, choose_scope, depthwise_convolutions, pareto
 from fsanet.export.int8_scopes_report import report_paths
 from onnx import numpy_helper
 
 from fsanet import runtimes
+from fsanet.accuracy import drift
 from fsanet.cli import main
 from fsanet.manifest import read_sidecar
 

@@ -337,9 +337,8 @@ def fp16_engine(fusion_onnx, real_faces, tmp_path_factory):
 
 
 def test_fp16_engine_matches_onnx_runtime_on_real_faces(fp16_engine, fusion_onnx, real_faces):
-    from fsanet.benchmarks.accuracy import drift
-
     from fsanet import runtimes
+    from fsanet.accuracy import drift
     from fsanet.manifest import read_sidecar
 
     manifest = read_sidecar(fp16_engine)

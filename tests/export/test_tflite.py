@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from fsanet.benchmarks.accuracy import drift
 
 from fsanet import runtimes
+from fsanet.accuracy import drift
 
 
 def test_tflite_float_matches_the_float_onnx_on_real_faces(fusion_tflite, fusion_onnx, real_faces):

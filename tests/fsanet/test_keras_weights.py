@@ -67,7 +67,7 @@ def test_capsule_models_match_the_authors_graphs(fusion_h5, real_faces, referenc
 
 def test_authors_graphs_give_the_authors_numbers_with_our_crop(reference, aflw):
     # FACTS: the authors' graphs on aflw2000-sample (official crop): fusion 2.97/7.10/1.87/3.98
-    from fsanet.benchmarks.accuracy import mae
+    from fsanet.accuracy import mae
 
     _, ref = reference
     fused = np.mean([ref[n]["aflw"] for n in PB_NAMES], axis=0)

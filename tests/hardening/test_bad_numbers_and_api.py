@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fsanet.benchmarks.accuracy import drift, mae
 from fsanet.runtimes.estimator import PoseEstimator
 
 from fsanet import runtimes
+from fsanet.accuracy import drift, mae
 from fsanet.cli import main
 from fsanet.data import open_faces
 from fsanet.errors import DataError, FsanetError, ModelError

@@ -654,7 +654,7 @@ def angle_arrays(draw):
 @given(pred=angle_arrays(), target=angle_arrays(), fn=st.sampled_from(["mae", "drift"]))
 @example(pred=None, target="", fn="mae")
 def test_accuracy_metrics(pred, target, fn):
-    from fsanet.benchmarks import accuracy
+    from fsanet import accuracy
 
     result = expect_fsanet_error(getattr(accuracy, fn), pred, target)
     sane = (

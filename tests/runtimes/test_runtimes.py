@@ -4,10 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
-from fsanet.benchmarks.accuracy import mae
 from fsanet.runtimes.estimator import PoseEstimator
 
 from fsanet import runtimes
+from fsanet.accuracy import mae
 from fsanet.cli import main
 from fsanet.data import open_faces
 from fsanet.errors import BackendUnavailable, DataError

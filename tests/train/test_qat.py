@@ -73,9 +73,8 @@ def test_qat_checkpoint_holds_nncf_config_and_float_start(qat_run, capsule):
 
 
 def test_int8_onnx_runs_close_to_the_float_model(exported, shared_data, calib_path):
-    from fsanet.benchmarks.accuracy import drift
-
     from fsanet import calib, runtimes
+    from fsanet.accuracy import drift
     from fsanet.data import open_faces
 
     int8, ref = exported / "best-int8.onnx", exported / "best.onnx"
