@@ -128,7 +128,7 @@ def sweep_size(cfg: BenchConfig) -> int:
     """Bytes written before each in-loop call: this machine's L2 + L3 (32 MiB where unknown)."""
     if cfg.sweep_bytes:
         return cfg.sweep_bytes
-    from fsanet.benchmarks.machine import cache_bytes, caches
+    from fsanet.machine import cache_bytes, caches
 
     sizes = [cache_bytes(v) for k, v in caches().items() if k in ("L2", "L3")]
     return sum(s for s in sizes if s) or 32 << 20
@@ -285,7 +285,7 @@ def run_bench(
     timed_rounds = sum(map(len, _blocks(one))) * cfg.processes * len(cfg.batches)
     steps = len(models) * (timed_rounds + 3 + cfg.end_to_end + cfg.memory)
     results: dict[str, dict] = {}
-    from fsanet.benchmarks import machine
+    from fsanet import machine
 
     heat = machine.thermal()  # before the run; compared with after it (throttling)
     if progress is not None and hasattr(progress, "set_total"):

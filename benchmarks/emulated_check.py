@@ -39,12 +39,12 @@ def refuse_processes() -> None:
 def machine() -> dict:
     """The CPU as the emulated kernel presents it (qemu's /proc/cpuinfo: part number and the
     feature flags, which is what the runtimes' CPU detection reads too): the parts of
-    benchmarks.machine.fingerprint that are the guest's own (caches, governor and cores would be
+    fsanet.machine.fingerprint that are the guest's own (caches, governor and cores would be
     the host's)."""
     import os
     import platform
 
-    from fsanet.benchmarks import machine as host
+    from fsanet import machine as host
 
     info = host._cpuinfo()
     uname = os.uname()

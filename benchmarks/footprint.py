@@ -63,7 +63,7 @@ def weight_bytes(runtime) -> int | None:
 
 def cache_lines(result: dict) -> list[str]:
     """Weights per face against the fingerprint's caches, one line per artifact that has them."""
-    from fsanet.benchmarks.machine import cache_bytes
+    from fsanet.machine import cache_bytes
 
     caches = result["machine"].get("caches", {})
     l2, l3 = cache_bytes(caches.get("L2")), cache_bytes(caches.get("L3"))
@@ -92,7 +92,7 @@ def _mib(n: int) -> str:
 def why_slower(result: dict, name: str, other: str) -> str:
     """Why `name`'s wall-time ratio to `other` can exceed its instruction ratio: the weights
     each reads per face against the L2 of the fingerprint ('' when the weights are unknown)."""
-    from fsanet.benchmarks.machine import cache_bytes
+    from fsanet.machine import cache_bytes
 
     a = result["artifacts"][name].get("weights_mb")
     b = result["artifacts"][other].get("weights_mb")

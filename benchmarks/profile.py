@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 from fsanet.benchmarks.latency import batch_of, time_calls
-from fsanet.benchmarks.machine import describe as describe_machine
 
 from fsanet.errors import DataError
 from fsanet.files import atomic_write, write_text
+from fsanet.machine import describe as describe_machine
 
 
 def profile_onnx(
@@ -51,7 +51,7 @@ def profile_onnx(
         events = json.loads(Path(rt.end_profiling()).read_text())
         source = str(rt.path)
     nodes, run_ms = _kernel_times(events, runs)
-    from fsanet.benchmarks.machine import fingerprint
+    from fsanet.machine import fingerprint
 
     return {
         "machine": fingerprint(threads),
@@ -315,9 +315,8 @@ def profile_engine(
 
 
 def _run_engine(engine, crops, batch, runs, warmup, per_layer, cuda_graph, host_memory, report) -> dict:
-    from fsanet.benchmarks.machine import fingerprint
-
     from fsanet import runtimes
+    from fsanet.machine import fingerprint
 
     if len(crops) == 0:
         raise DataError("profile: no faces to run on")

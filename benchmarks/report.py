@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fsanet.benchmarks.footprint import cache_lines, why_slower
-from fsanet.benchmarks.machine import describe as describe_machine
 
 from fsanet.files import json_text, write_text
+from fsanet.machine import describe as describe_machine
 
 
 def _f(v, fmt="{:.2f}") -> str:

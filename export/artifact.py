@@ -67,7 +67,7 @@ def float_manifest(checkpoint_path: Path, payload: dict, backend_format: str, to
 def built_on() -> dict:
     """The machine that writes a file (its fingerprint): an engine or a quantized file's
     behaviour depends on it, and a latency figure taken there only means something with it."""
-    from fsanet.benchmarks.machine import fingerprint
+    from fsanet.machine import fingerprint
 
     return {k: v for k, v in fingerprint().items() if k != "threads_used"}
 

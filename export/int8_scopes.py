@@ -366,7 +366,7 @@ def candidate_path(output: Path, rank: int) -> Path:
 
 
 def _record(built, best, objective, max_drift, float_timing, reference, faces, count) -> dict:
-    from fsanet.benchmarks.machine import fingerprint
+    from fsanet.machine import fingerprint
 
     rows = pareto([c.row(max_drift) for c in built])
     rank = {c.scope.key: k + 1 for k, c in enumerate(best)}

@@ -13,7 +13,7 @@ def report_paths(output: Path) -> tuple[Path, Path]:
 
 
 def markdown(search: dict, output_name: str) -> str:
-    from fsanet.benchmarks.machine import describe
+    from fsanet.machine import describe
 
     f = search["float"]
     lines = [

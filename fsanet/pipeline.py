@@ -350,8 +350,8 @@ def logs_text(summary: dict, out: Path | None = None) -> str:
 
 
 def _write_summary(out: Path, summary: dict, result: dict) -> None:
-    from fsanet.benchmarks.machine import describe as describe_machine
     from fsanet.files import json_text, write_text
+    from fsanet.machine import describe as describe_machine
 
     table = verdict_table(summary, result)
     summary["table"] = table

@@ -279,8 +279,7 @@ def make_bundle(
     """Write the kit folder `output` (and `output.tar.gz` with `tar`); returns bundle.json's content
     plus `sha256sums`, the sha256 of SHA256SUMS (the line the device compares first; in no file of
     the kit). `wheel`: the fsanet-edge wheel the kit carries (default: built from the source tree)."""
-    from fsanet.benchmarks import machine
-
+    from fsanet import machine
     from fsanet.accuracy import mae
 
     if not artifacts:

@@ -173,9 +173,9 @@ def _run(arts, golden, host, reference_mae, reference: str, cfg: CheckConfig, st
 def run_check(folder: str | Path, output: str | Path | None = None, cfg: CheckConfig = CheckConfig()) -> dict:
     """Check the kit `folder` on this machine; write check.json and check.md into `output`
     (default `folder/check`) and return the result (its keys: kit/report.py)."""
-    from fsanet.benchmarks import machine
     from fsanet.kit import judge, report
 
+    from fsanet import machine
     from fsanet.paths import check_output_dir
 
     folder = Path(folder)

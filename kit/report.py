@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fsanet.benchmarks.machine import describe
-
 from fsanet.files import json_text, write_text
+from fsanet.machine import describe
 
 JSON, MARKDOWN = "check.json", "check.md"
 

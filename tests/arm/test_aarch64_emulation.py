@@ -96,7 +96,7 @@ from fsanet.benchmarks.emulated_check import attempts, refuse_processes
 refuse_processes()
 from fsanet.runtimes import fpenv
 assert fpenv.available() and fpenv.capture() is not None
-from fsanet.benchmarks import machine
+from fsanet import machine
 assert machine.fingerprint(1)["system"] == machine.system()
 import ctypes.util
 try:
@@ -115,7 +115,7 @@ def test_the_guest_refuses_child_processes_and_the_runtimes_need_none():
     assert "refused: subprocess.Popen" in out and "attempts 1" in out
     import platform
 
-    from fsanet.benchmarks.machine import system
+    from fsanet.machine import system
 
     assert system() == platform.platform()
 

@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from fsanet.benchmarks import machine
+from fsanet import machine
 
 
 def cpuinfo_flags() -> set[str]:

@@ -62,9 +62,8 @@ def test_the_contract_is_the_one_artifact_writes():
 
 
 def test_every_target_writes_the_same_keys_for_the_same_facts(exported, small_checkpoint, calib_set):
-    from fsanet.benchmarks.machine import fingerprint
-
     from fsanet.files import sha256
+    from fsanet.machine import fingerprint
 
     assert sorted(exported) == sorted(TARGETS)
     manifests = {t: read_sidecar(p) for t, p in exported.items()}  # checked against the files

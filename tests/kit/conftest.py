@@ -40,7 +40,7 @@ def cli():
 
 
 # A runtime-only device: numpy + ONNX Runtime; the heavy libraries and subprocesses are refused.
-# One exception: Python's platform.platform() (benchmarks.machine.fingerprint) runs `uname -p`,
+# One exception: Python's platform.platform() (fsanet.machine.fingerprint) runs `uname -p`,
 # and tolerates its failure (qemu-user without binfmt_misc); see the kit's report to the lead.
 RUNTIME_ONLY = """
 import importlib.abc, os, subprocess, sys
